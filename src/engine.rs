@@ -1,0 +1,163 @@
+//! The engine: everything between the host's buffers and the processing stages, free of plugin
+//! types so the plugin, the CLI and the tests run the very same code.
+//!
+//! It is split across two threads:
+//! - [`AudioProcessor`] runs on the **audio thread**. It downmixes, hands samples to the worker
+//!   through a lock-free ring, takes processed samples back through a second ring and mixes them
+//!   with the latency-compensated dry signal.
+//! - [`worker`] runs one **worker thread** per engine. It cuts the stream into fixed blocks and
+//!   runs them through a [`Stage`].
+//!
+//! [`Engine`] owns both halves; it is created and dropped on the **main thread**, and dropping it
+//! joins the worker, so no thread outlives it.
+
+mod audio;
+mod latency;
+mod stage;
+mod worker;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+pub use audio::{AudioProcessor, Controls};
+pub use latency::LatencyPlan;
+pub use stage::{Identity, Stage};
+
+/// Shortest and longest worker block the engine accepts, in milliseconds.
+pub const BLOCK_MS_RANGE: std::ops::RangeInclusive<f64> = 50.0..=500.0;
+
+/// How the host drives `process`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderMode {
+    /// Live: the audio thread never waits; late worker output is replaced by delayed dry audio.
+    Realtime,
+    /// Bounce: the audio thread waits (bounded) for the worker, so output is complete and the
+    /// same input always renders to the same output.
+    Offline,
+}
+
+/// What the engine is activated with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineConfig {
+    /// Host sample rate in Hz; any finite positive value (validators use 1234.5678).
+    pub sample_rate: f64,
+    /// The largest buffer the host will pass to one `process` call. Larger calls still work:
+    /// they are split, at the cost of possible under-runs in realtime mode.
+    pub max_buffer: usize,
+    /// Number of audio channels in the host's layout.
+    pub channels: usize,
+    /// Worker block length in milliseconds, within [`BLOCK_MS_RANGE`].
+    pub block_ms: f64,
+    pub mode: RenderMode,
+}
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("sample rate {0} Hz is not a positive finite number")]
+    InvalidSampleRate(f64),
+    #[error("block length {0} ms is outside the supported 50-500 ms")]
+    InvalidBlockLength(f64),
+    #[error("the host announced a maximum buffer of 0 samples")]
+    EmptyBuffer,
+    #[error("the host layout has no audio channels")]
+    NoChannels,
+    #[error("could not start the worker thread: {0}")]
+    WorkerSpawn(#[source] std::io::Error),
+}
+
+/// Counters the audio thread updates and anyone may read (GUI, tests, the CLI report).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Times the worker was late and output fell back to delayed dry audio.
+    pub underruns: AtomicU64,
+    /// Times the worker stream was restarted (reset, or the input ring overflowing during a
+    /// long stall).
+    pub restarts: AtomicU64,
+}
+
+impl EngineStats {
+    pub fn underruns(&self) -> u64 {
+        self.underruns.load(Ordering::Relaxed)
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+}
+
+/// The restart handshake between the audio thread (requests) and the worker (acknowledges).
+/// Plain atomics, so neither side ever blocks the other.
+#[derive(Debug, Default)]
+struct Handshake {
+    requested: AtomicU32,
+    acknowledged: AtomicU32,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// One running engine: the audio-thread half plus the worker thread it feeds.
+pub struct Engine {
+    audio: AudioProcessor,
+    /// Joined on drop; declared after `audio` only for readability, drop order does not matter
+    /// because the worker never blocks on the audio half.
+    worker: worker::WorkerThread,
+}
+
+impl Engine {
+    /// Validates `config`, preallocates every buffer and starts the worker thread.
+    pub fn start(config: EngineConfig, stage: Box<dyn Stage>) -> Result<Self, EngineError> {
+        if !(config.sample_rate.is_finite() && config.sample_rate > 0.0) {
+            return Err(EngineError::InvalidSampleRate(config.sample_rate));
+        }
+        if !BLOCK_MS_RANGE.contains(&config.block_ms) {
+            return Err(EngineError::InvalidBlockLength(config.block_ms));
+        }
+        if config.max_buffer == 0 {
+            return Err(EngineError::EmptyBuffer);
+        }
+        if config.channels == 0 {
+            return Err(EngineError::NoChannels);
+        }
+        let plan = LatencyPlan::new(config.sample_rate, config.max_buffer, config.block_ms, stage.latency_samples());
+        let capacity = plan.ring_capacity(config.sample_rate);
+        let (to_worker, worker_input) = rtrb::RingBuffer::new(capacity);
+        let (worker_output, from_worker) = rtrb::RingBuffer::new(capacity);
+        let handshake = Arc::new(Handshake::default());
+        let worker = worker::WorkerThread::spawn(
+            worker::BlockWorker::new(plan.block, stage, worker_input, worker_output, handshake.clone()),
+            handshake.clone(),
+        )
+        .map_err(EngineError::WorkerSpawn)?;
+        let audio = AudioProcessor::new(&config, plan, to_worker, from_worker, handshake, worker.thread().clone());
+        Ok(Self { audio, worker })
+    }
+
+    /// The constant delay, in samples, between an input sample and its output.
+    pub fn latency_samples(&self) -> usize {
+        self.audio.latency_samples()
+    }
+
+    pub fn plan(&self) -> &LatencyPlan {
+        self.audio.plan()
+    }
+
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        self.audio.stats()
+    }
+
+    /// Audio thread: see [`AudioProcessor::process`].
+    pub fn process(&mut self, channels: &mut [&mut [f32]], controls: Controls) {
+        self.audio.process(channels, controls);
+    }
+
+    /// Audio thread: see [`AudioProcessor::reset`].
+    pub fn reset(&mut self) {
+        self.audio.reset();
+    }
+
+    /// True while the worker thread runs (it only stops when the engine is dropped).
+    pub fn worker_is_running(&self) -> bool {
+        !self.worker.is_finished()
+    }
+}

@@ -1,0 +1,374 @@
+//! The audio-thread half of the engine. Runs on the **audio thread**: it never allocates,
+//! locks, logs or makes a system call in realtime mode; all memory is sized at construction.
+//!
+//! Timeline: output sample `p` carries input sample `m = p - latency`. The current worker
+//! stream began with input sample `stream_start`; its output arrives in order. For each output sample the
+//! audio thread mixes the delayed dry input with that wet sample, weighted by a ramp `g` that
+//! rises only while wet audio is available `fade` samples ahead, and falls (a crossfade to the
+//! delayed dry signal, never a gap) as soon as it is not. Because `g` can only be above zero
+//! where the next `fade` wet samples were seen to exist, a fade-out always has wet audio to
+//! fade from.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use rtrb::{Consumer, Producer};
+
+use super::latency::samples_for_ms;
+use super::{EngineConfig, EngineStats, Handshake, LatencyPlan, RenderMode};
+use crate::rt::{flush, sanitize_in_place, DelayLine, Ramp};
+
+/// Smoothing time for dry/wet, output gain and bypass changes.
+const CONTROL_RAMP_MS: f64 = 20.0;
+
+/// Longest an offline render waits for the worker in one call before it gives up and falls
+/// back to dry audio (counted as an under-run), so a wedged stage cannot hang a bounce.
+const OFFLINE_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long an offline render sleeps between checks while it waits for the worker.
+const OFFLINE_WAIT_POLL: Duration = Duration::from_micros(50);
+
+/// The per-call control values, already in their final units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Controls {
+    /// Wet share of the output, 0 (dry) ..= 1 (fully processed).
+    pub mix: f32,
+    /// Linear output gain applied to the mixed signal.
+    pub gain: f32,
+    /// Output the latency-compensated dry signal at unity gain (crossfaded, like any change).
+    pub bypass: bool,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        Self { mix: 1.0, gain: 1.0, bypass: false }
+    }
+}
+
+/// Whether the worker stream is live or being restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    /// Input goes to the worker and its output is used.
+    Live,
+    /// A restart was requested with this number: input is held back, the wet signal fades
+    /// out, and the new stream starts once the worker has acknowledged and the fade is done.
+    Restarting(u32),
+}
+
+pub struct AudioProcessor {
+    plan: LatencyPlan,
+    latency: i64,
+    mode: RenderMode,
+    to_worker: Producer<f32>,
+    from_worker: Consumer<f32>,
+    handshake: Arc<Handshake>,
+    /// Unparked in offline mode only, so the worker does not sleep through a bounce.
+    worker_thread: Thread,
+    stats: Arc<EngineStats>,
+    /// One latency-compensation line per host channel.
+    dry: Vec<DelayLine>,
+    /// Scratch buffers, `max_buffer` long: mono downmix, wet samples, wet weight, gain.
+    mono: Vec<f32>,
+    wet: Vec<f32>,
+    wet_weight: Vec<f32>,
+    gain_curve: Vec<f32>,
+    /// Output-timeline index of the next sample (`p`).
+    position: i64,
+    /// First input index sent in the current worker stream; wet audio is used from here on.
+    stream_start: i64,
+    /// Input index of the next sample waiting in `from_worker`. A stage with algorithmic delay
+    /// `S` first emits `S` warm-up samples, which belong to indices before `stream_start`.
+    wet_next: i64,
+    stream: Stream,
+    /// The last restart number this side has requested.
+    restart_serial: u32,
+    /// Wet availability ramp (`g`).
+    availability: Ramp,
+    mix: Ramp,
+    gain: Ramp,
+    /// Whether the last sample was an under-run, so each under-run is counted once.
+    late: bool,
+}
+
+impl AudioProcessor {
+    pub(super) fn new(
+        config: &EngineConfig,
+        plan: LatencyPlan,
+        to_worker: Producer<f32>,
+        from_worker: Consumer<f32>,
+        handshake: Arc<Handshake>,
+        worker_thread: Thread,
+    ) -> Self {
+        let latency = plan.total();
+        let control_ramp = samples_for_ms(CONTROL_RAMP_MS, config.sample_rate);
+        let restart_serial = handshake.requested.load(Ordering::Relaxed);
+        Self {
+            plan,
+            latency: latency as i64,
+            mode: config.mode,
+            to_worker,
+            from_worker,
+            handshake,
+            worker_thread,
+            stats: Arc::default(),
+            dry: (0..config.channels).map(|_| DelayLine::new(latency)).collect(),
+            mono: vec![0.0; config.max_buffer],
+            wet: vec![0.0; config.max_buffer],
+            wet_weight: vec![0.0; config.max_buffer],
+            gain_curve: vec![0.0; config.max_buffer],
+            position: 0,
+            stream_start: 0,
+            wet_next: -(plan.stage as i64),
+            stream: Stream::Live,
+            restart_serial,
+            availability: Ramp::new(0.0, plan.fade),
+            mix: Ramp::new(1.0, control_ramp),
+            gain: Ramp::new(1.0, control_ramp),
+            late: false,
+        }
+    }
+
+    pub fn latency_samples(&self) -> usize {
+        self.latency as usize
+    }
+
+    pub fn plan(&self) -> &LatencyPlan {
+        &self.plan
+    }
+
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        &self.stats
+    }
+
+    /// Processes `channels` in place: on entry they hold the host's input, on return the
+    /// output. All channels must have the same length; any length is accepted (calls longer
+    /// than the configured maximum are split). Channels beyond the configured count are
+    /// silenced.
+    pub fn process(&mut self, channels: &mut [&mut [f32]], controls: Controls) {
+        let frames = channels.iter().map(|c| c.len()).min().unwrap_or(0);
+        let max = self.mono.len();
+        let mut start = 0;
+        while start < frames {
+            let len = (frames - start).min(max);
+            self.process_chunk(channels, start..start + len, controls);
+            start += len;
+        }
+        for extra in channels.iter_mut().skip(self.dry.len()) {
+            extra.fill(0.0);
+        }
+    }
+
+    /// Clears all state without allocating: the dry lines fall silent and the worker stream
+    /// restarts. Output resumes as delayed dry audio and fades into wet once the worker has
+    /// caught up.
+    pub fn reset(&mut self) {
+        for line in &mut self.dry {
+            line.clear();
+        }
+        self.availability.jump_to(0.0);
+        self.late = false;
+        if self.stream == Stream::Live && self.position == self.stream_start {
+            // Nothing was sent since the stream began: it is already fresh.
+            return;
+        }
+        self.request_restart();
+    }
+
+    fn request_restart(&mut self) {
+        self.restart_serial = self.restart_serial.wrapping_add(1);
+        self.handshake.requested.store(self.restart_serial, Ordering::Release);
+        self.stream = Stream::Restarting(self.restart_serial);
+        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+        self.wake_worker_offline();
+    }
+
+    fn process_chunk(&mut self, channels: &mut [&mut [f32]], range: std::ops::Range<usize>, controls: Controls) {
+        let n = range.len();
+        let first_input = self.position - self.latency;
+        self.finish_restart();
+        self.downmix(channels, range.clone());
+        self.send_to_worker(n);
+        if self.mode == RenderMode::Offline {
+            self.wait_for_wet(first_input + n as i64 - 1);
+        }
+        let available_until = self.fetch_wet(first_input, n);
+        let constant = self.weights(first_input, n, available_until, controls);
+        let channel_count = self.dry.len();
+        for (channel, line) in channels.iter_mut().take(channel_count).zip(&mut self.dry) {
+            let samples = &mut channel[range.clone()];
+            line.process_in_place(samples);
+            match constant {
+                Some((weight, gain)) => mix_constant(samples, &self.wet[..n], weight, gain),
+                None => mix_curves(samples, &self.wet[..n], &self.wet_weight[..n], &self.gain_curve[..n]),
+            }
+        }
+        self.position += n as i64;
+    }
+
+    /// Starts the new worker stream once the worker has acknowledged the restart and the wet
+    /// signal has faded out. In offline mode waits (bounded) for the acknowledgement.
+    fn finish_restart(&mut self) {
+        let Stream::Restarting(serial) = self.stream else { return };
+        if self.mode == RenderMode::Offline && self.availability.is_at(0.0) {
+            self.wait_until(|this| this.handshake.acknowledged.load(Ordering::Acquire) == serial);
+        }
+        if self.handshake.acknowledged.load(Ordering::Acquire) != serial || !self.availability.is_at(0.0) {
+            return;
+        }
+        // Everything still queued belongs to the old stream.
+        let stale = self.from_worker.slots();
+        if let Ok(chunk) = self.from_worker.read_chunk(stale) {
+            chunk.commit_all();
+        }
+        self.stream_start = self.position;
+        self.wet_next = self.position - self.plan.stage as i64;
+        self.stream = Stream::Live;
+    }
+
+    /// Sanitises the host's input in place and writes its channel average to `mono`.
+    fn downmix(&mut self, channels: &mut [&mut [f32]], range: std::ops::Range<usize>) {
+        let n = range.len();
+        let used = self.dry.len().min(channels.len());
+        let mono = &mut self.mono[..n];
+        mono.fill(0.0);
+        for channel in channels.iter_mut().take(used) {
+            let samples = &mut channel[range.clone()];
+            sanitize_in_place(samples);
+            for (sum, x) in mono.iter_mut().zip(samples.iter()) {
+                *sum += *x;
+            }
+        }
+        let scale = 1.0 / used as f32;
+        for x in mono.iter_mut() {
+            *x = flush(*x * scale);
+        }
+    }
+
+    /// Hands the downmix to the worker. If the worker has stalled so long that the ring is
+    /// full, the stream restarts instead of dropping samples silently, because a gap would
+    /// shift every later wet sample against its dry counterpart.
+    fn send_to_worker(&mut self, n: usize) {
+        if self.stream != Stream::Live {
+            return;
+        }
+        if self.to_worker.push_entire_slice(&self.mono[..n]).is_err() {
+            self.late = true;
+            self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+            self.request_restart();
+            return;
+        }
+        self.wake_worker_offline();
+    }
+
+    fn wake_worker_offline(&self) {
+        if self.mode == RenderMode::Offline {
+            self.worker_thread.unpark();
+        }
+    }
+
+    /// Offline only: waits until wet audio reaches `fade` samples past `last_input`, the most
+    /// any sample of this call can need.
+    fn wait_for_wet(&mut self, last_input: i64) {
+        if self.stream != Stream::Live || last_input < self.stream_start {
+            return;
+        }
+        let needed_end = last_input + self.plan.fade as i64 + 1;
+        let wet_next = self.wet_next;
+        self.wait_until(|this| wet_next + this.from_worker.slots() as i64 >= needed_end);
+    }
+
+    /// Offline only: polls `ready`, waking the worker, for at most [`OFFLINE_WAIT_LIMIT`].
+    fn wait_until(&self, mut ready: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + OFFLINE_WAIT_LIMIT;
+        while !ready(self) && Instant::now() < deadline {
+            self.worker_thread.unpark();
+            std::thread::sleep(OFFLINE_WAIT_POLL);
+        }
+    }
+
+    /// Drops wet samples that arrived too late to be used, copies the ones this call covers
+    /// into `wet` (zeros where there are none) and returns the end of available wet audio.
+    fn fetch_wet(&mut self, first_input: i64, n: usize) -> i64 {
+        let end_input = first_input + n as i64;
+        let mut queued = self.from_worker.slots() as i64;
+        if self.wet_next < first_input {
+            let stale = (first_input - self.wet_next).min(queued);
+            self.consume_wet(stale as usize);
+            queued -= stale;
+        }
+        let available_until = self.wet_next + queued;
+        let from = self.wet_next.max(first_input);
+        let count = (available_until.min(end_input) - from).max(0) as usize;
+        let offset = (from - first_input) as usize;
+        let wet = &mut self.wet[..n];
+        wet[..offset.min(n)].fill(0.0);
+        if count > 0 {
+            let chunk = self.from_worker.read_chunk(count).expect("`count` is at most the queued samples");
+            let (head, tail) = chunk.as_slices();
+            wet[offset..offset + head.len()].copy_from_slice(head);
+            wet[offset + head.len()..offset + count].copy_from_slice(tail);
+            chunk.commit_all();
+            self.wet_next += count as i64;
+        }
+        wet[(offset + count).min(n)..].fill(0.0);
+        available_until
+    }
+
+    fn consume_wet(&mut self, count: usize) {
+        if let Ok(chunk) = self.from_worker.read_chunk(count) {
+            chunk.commit_all();
+        }
+        self.wet_next += count as i64;
+    }
+
+    /// Computes this call's wet weight (`mix × g`) and gain. Returns them as constants when
+    /// nothing ramps, which is the common case and keeps the mixing loop trivial.
+    fn weights(&mut self, first_input: i64, n: usize, available_until: i64, controls: Controls) -> Option<(f32, f32)> {
+        let (mix_target, gain_target) = if controls.bypass { (0.0, 1.0) } else { (controls.mix, controls.gain) };
+        // Samples [usable_from, usable_until) have wet audio now and `fade` samples beyond.
+        let live = self.stream == Stream::Live;
+        let usable_from = (self.stream_start - first_input).clamp(0, n as i64) as usize;
+        let usable_until = if live { (available_until - self.plan.fade as i64 - first_input).clamp(0, n as i64) as usize } else { 0 };
+        self.count_underrun(live, usable_from.max(usable_until), n);
+
+        let whole_call_usable = live && usable_from == 0 && usable_until == n;
+        if whole_call_usable && self.availability.is_at(1.0) && self.mix.is_at(mix_target) && self.gain.is_at(gain_target) {
+            return Some((mix_target, gain_target));
+        }
+        for (i, (weight, gain)) in self.wet_weight[..n].iter_mut().zip(&mut self.gain_curve[..n]).enumerate() {
+            let usable = (usable_from..usable_until).contains(&i);
+            *weight = self.mix.next(mix_target) * self.availability.next(if usable { 1.0 } else { 0.0 });
+            *gain = self.gain.next(gain_target);
+        }
+        None
+    }
+
+    /// Counts an under-run when wet audio is missing for samples the live stream covers
+    /// (from `late_from` on), once per episode.
+    fn count_underrun(&mut self, live: bool, late_from: usize, n: usize) {
+        if !live {
+            return;
+        }
+        let late_now = late_from < n;
+        if late_now && !self.late {
+            self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+        }
+        self.late = late_now;
+    }
+}
+
+/// `out = (dry + (wet - dry) * weight) * gain`, flushed; the steady-state path.
+fn mix_constant(samples: &mut [f32], wet: &[f32], weight: f32, gain: f32) {
+    for (x, w) in samples.iter_mut().zip(wet) {
+        *x = flush((*x + (*w - *x) * weight) * gain);
+    }
+}
+
+/// The same mix with per-sample weight and gain, used while anything ramps.
+fn mix_curves(samples: &mut [f32], wet: &[f32], weight: &[f32], gain: &[f32]) {
+    for (((x, w), k), g) in samples.iter_mut().zip(wet).zip(weight).zip(gain) {
+        *x = flush((*x + (*w - *x) * *k) * *g);
+    }
+}

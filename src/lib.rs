@@ -1,0 +1,15 @@
+//! RVC Stage: real-time retrieval-based voice conversion as a VST3 and CLAP plugin.
+//!
+//! Layers, from the host inwards:
+//! - [`plugin`] — nice-plug glue (the only module that knows plugin types); main and audio
+//!   threads.
+//! - [`engine`] — the real-time scheme shared by the plugin, the CLI and the tests: an
+//!   audio-thread half and a worker thread joined by lock-free rings.
+//! - stages ([`engine::Stage`]) — the processing the worker runs on fixed blocks.
+//! - [`rt`] — allocation-free primitives the audio thread is built from.
+
+pub mod engine;
+pub mod plugin;
+pub mod rt;
+
+pub use plugin::RvcStage;

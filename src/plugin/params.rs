@@ -1,0 +1,47 @@
+//! The plugin's parameters, all in one place. Read on the audio thread (lock-free atomics),
+//! written by the host from any thread.
+
+use nice_plug::prelude::*;
+
+use crate::engine::BLOCK_MS_RANGE;
+
+#[derive(Params)]
+pub struct RvcStageParams {
+    /// Latency-compensated dry output (crossfaded). Hosts show it as the plugin's bypass.
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+    /// Share of processed signal in the output.
+    #[id = "mix"]
+    pub dry_wet: FloatParam,
+    /// Gain after mixing, in dB.
+    #[id = "gain"]
+    pub output_gain: FloatParam,
+    /// Worker block length in milliseconds. Longer blocks give the neural stages more context
+    /// and headroom at the cost of latency. It is part of the reported latency, so changing it
+    /// makes the host re-activate the plugin (a short pause in playback in most hosts).
+    #[id = "block"]
+    pub block_ms: IntParam,
+}
+
+impl Default for RvcStageParams {
+    fn default() -> Self {
+        Self {
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
+            dry_wet: FloatParam::new("Dry/Wet", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_unit("%")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
+            output_gain: FloatParam::new("Output Gain", 0.0, FloatRange::Linear { min: -36.0, max: 12.0 })
+                .with_unit(" dB")
+                .with_step_size(0.1)
+                .with_value_to_string(formatters::v2s_f32_rounded(1)),
+            block_ms: IntParam::new(
+                "Block Size",
+                100,
+                IntRange::Linear { min: *BLOCK_MS_RANGE.start() as i32, max: *BLOCK_MS_RANGE.end() as i32 },
+            )
+            .with_unit(" ms")
+            .non_automatable(),
+        }
+    }
+}
