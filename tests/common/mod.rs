@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: signals, test stages and a render loop.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use rvc_stage::engine::{Controls, Engine, Stage};
+
+/// Deterministic white noise in [-amplitude, amplitude].
+pub fn noise(seed: u64, len: usize, amplitude: f32) -> Vec<f32> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..len).map(|_| (rng.f32() * 2.0 - 1.0) * amplitude).collect()
+}
+
+/// Runs `input` (one Vec per channel) through `engine`, cutting it into calls whose sizes
+/// come from `next_size`, and returns the output.
+pub fn render(engine: &mut Engine, input: &[Vec<f32>], controls: Controls, mut next_size: impl FnMut() -> usize) -> Vec<Vec<f32>> {
+    let mut output = input.to_vec();
+    let len = input[0].len();
+    let mut start = 0;
+    while start < len {
+        let end = (start + next_size().max(1)).min(len);
+        let mut channels: Vec<&mut [f32]> = output.iter_mut().map(|c| &mut c[start..end]).collect();
+        engine.process(&mut channels, controls);
+        start = end;
+    }
+    output
+}
+
+/// Sizes drawn uniformly from 1..=max with a fixed seed.
+pub fn random_sizes(seed: u64, max: usize) -> impl FnMut() -> usize {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    move || rng.usize(1..=max)
+}
+
+/// Scales audio by a constant: wet audio that differs from dry, so crossfades are visible.
+pub struct Scale(pub f32);
+
+impl Stage for Scale {
+    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        for (out, x) in output.iter_mut().zip(input) {
+            *out = x * self.0;
+        }
+    }
+}
+
+/// A one-pole low-pass: a stage with memory, so block order and resets matter.
+#[derive(Default)]
+pub struct OnePole(f32);
+
+impl Stage for OnePole {
+    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        for (out, x) in output.iter_mut().zip(input) {
+            self.0 += 0.1 * (x - self.0);
+            *out = self.0;
+        }
+    }
+    fn reset(&mut self) {
+        self.0 = 0.0;
+    }
+}
+
+/// Wraps a stage and sleeps before some blocks, like a worker starved of CPU.
+pub struct Stalling<S> {
+    pub inner: S,
+    pub every: usize,
+    pub stall: std::time::Duration,
+    pub blocks: usize,
+}
+
+impl<S: Stage> Stage for Stalling<S> {
+    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        self.blocks += 1;
+        if self.blocks % self.every == 0 {
+            std::thread::sleep(self.stall);
+        }
+        self.inner.process(input, output);
+    }
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+}
+
+/// Asserts every sample is finite and not subnormal.
+pub fn assert_clean(output: &[Vec<f32>]) {
+    for (c, channel) in output.iter().enumerate() {
+        for (i, x) in channel.iter().enumerate() {
+            assert!(x.is_finite() && (*x == 0.0 || x.is_normal()), "channel {c} sample {i} is {x:e}");
+        }
+    }
+}
