@@ -26,7 +26,10 @@ pub struct RvcStageParams {
 impl Default for RvcStageParams {
     fn default() -> Self {
         Self {
-            bypass: BoolParam::new("Bypass", false).make_bypass(),
+            bypass: BoolParam::new("Bypass", false)
+                .with_value_to_string(formatters::v2s_bool_bypass())
+                .with_string_to_value(formatters::s2v_bool_bypass())
+                .make_bypass(),
             dry_wet: FloatParam::new("Dry/Wet", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
                 .with_unit("%")
                 .with_value_to_string(formatters::v2s_f32_percentage(0))
