@@ -4,6 +4,7 @@
 //! state round-trips and a cheap instantiation.
 
 #[path = "../xtask/src/clap_host.rs"]
+#[allow(dead_code)] // each test binary uses part of the host
 mod clap_host;
 mod common;
 

@@ -1,0 +1,90 @@
+//! Real-time proof through the real CLAP wrapper, in process: this debug test binary links the
+//! plugin with nice-plug's `assert_process_allocs`, which aborts the process if `process` or
+//! `reset` allocates. Ten thousand calls with random buffer sizes, paced near real time with
+//! bursts far ahead of it, so the worker falls behind at times and the under-run crossfade runs.
+
+#[path = "../xtask/src/clap_host.rs"]
+#[allow(dead_code)] // each test binary uses part of the host
+mod clap_host;
+mod common;
+
+use std::time::Duration;
+
+use clack_host::prelude::PluginEntry;
+use clap_host::{check_clean, Plugin, Settings};
+use common::noise;
+
+const CALLS: usize = 10_000;
+
+fn in_process_entry() -> PluginEntry {
+    // SAFETY: the entry is this crate's own CLAP export.
+    unsafe { PluginEntry::load_from_raw(&rvc_stage::plugin::clap_entry, c"rvc-stage.clap") }.unwrap()
+}
+
+/// The debug allocator guard really is active: a child process that allocates inside it must
+/// abort. Without this, the test below could pass with the guard silently missing.
+#[test]
+fn allocation_guard_aborts_on_allocation() {
+    if std::env::var_os("RVC_STAGE_ALLOCATE_UNDER_GUARD").is_some() {
+        nice_assert_no_alloc::assert_no_alloc(|| std::hint::black_box(vec![1u8; 64]));
+        return;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["allocation_guard_aborts_on_allocation", "--exact", "--nocapture"])
+        .env("RVC_STAGE_ALLOCATE_UNDER_GUARD", "1")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "allocating under assert_no_alloc must abort");
+}
+
+#[test]
+fn ten_thousand_random_calls_allocate_nothing_and_fall_back_smoothly() {
+    let sample_rate = 48_000.0;
+    let max_frames = 2048;
+    let mut plugin = Plugin::new(&in_process_entry()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(42);
+    let sizes: Vec<usize> = (0..CALLS).map(|_| rng.usize(1..=max_frames)).collect();
+    let total: usize = sizes.iter().sum();
+    // Different channels: wet (their mono mix) and dry (each channel alone) are distinguishable.
+    let input = vec![noise(1, total, 0.5), noise(2, total, 0.5)];
+    let mut call = 0;
+    let render = plugin
+        .render(Settings { sample_rate, max_frames: max_frames as u32, offline: false }, &input, &[], || {
+            let size = sizes[call];
+            call += 1;
+            // Mostly forty times faster than real time; every 500th call starts a burst of 100
+            // unpaced calls that runs seconds of audio ahead of the worker's polling.
+            if call % 500 >= 100 {
+                std::thread::sleep(Duration::from_secs_f64(size as f64 / sample_rate / 40.0));
+            }
+            size
+        })
+        .unwrap();
+    assert_eq!(call, CALLS);
+    check_clean(&render.output).unwrap();
+
+    // Each output sample is dry + (wet − dry)·g; recover g where wet and dry differ clearly.
+    let latency = render.latency as usize;
+    let fade = (0.010 * sample_rate) as f32;
+    let (mut wet_samples, mut dry_samples, mut last) = (0, 0, None::<(usize, f32)>);
+    for n in latency..total {
+        let dry = input[0][n - latency];
+        let wet = 0.5 * (input[0][n - latency] + input[1][n - latency]);
+        if (wet - dry).abs() < 0.05 {
+            continue;
+        }
+        let g = (render.output[0][n] - dry) / (wet - dry);
+        assert!((-1e-3..=1.0 + 1e-3).contains(&g), "sample {n} is not between dry and wet (g = {g})");
+        if let Some((at, previous)) = last {
+            let allowed = (n - at) as f32 / fade + 1e-3;
+            assert!((g - previous).abs() <= allowed, "jump from {previous} to {g} between {at} and {n}");
+        }
+        last = Some((n, g));
+        wet_samples += usize::from(g > 1.0 - 1e-3);
+        dry_samples += usize::from(g < 1e-3);
+    }
+    eprintln!("{wet_samples} wet and {dry_samples} dry samples of {total}");
+    assert!(wet_samples > 0, "the worker's output must be used");
+    assert!(dry_samples > 0, "bursts must run ahead of the worker and fall back to dry audio");
+}
