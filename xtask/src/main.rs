@@ -1,1 +1,83 @@
-fn main() -> nice_plug_xtask::Result<()> { nice_plug_xtask::main() }
+//! Project tasks, run on the developer's or CI's machine (`cargo xtask <command>`):
+//! `setup` installs what the build and tests need, `bundle` builds the plugin bundles,
+//! `test` runs every test against a fresh bundle, `demo` renders audio through the built
+//! plugin, and `bench` runs the benchmarks.
+
+#[allow(dead_code)] // shared with the integration tests, which use all of it
+mod clap_host;
+mod demo;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  setup                      install system packages, the Python test venv and ONNX Runtime
+  bundle rvc-stage --release build target/bundled/rvc-stage.clap and rvc-stage.vst3
+  test                       setup, bundle, then run every test
+  demo                       setup, bundle, then render a test signal through the built plugin
+  bench                      run the benchmarks (release build)";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "setup" => setup::run().map(drop),
+        "bundle" => nice_plug_xtask::main_with_args("cargo xtask", std::iter::once(command).chain(rest)),
+        "test" => test(&rest),
+        "demo" => demo::run(),
+        "bench" => cargo(&["bench", "--package", "rvc-stage"], &rest),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+}
+
+/// The cargo target directory, honouring `CARGO_TARGET_DIR` like cargo does.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Builds the release bundles and returns the path of the CLAP one.
+pub fn bundle() -> Result<PathBuf> {
+    nice_plug_xtask::main_with_args("cargo xtask", ["bundle", "rvc-stage", "--release"].map(String::from))?;
+    let clap = target_dir().join("bundled/rvc-stage.clap");
+    anyhow::ensure!(clap.exists(), "bundling finished but {} is missing", clap.display());
+    Ok(clap)
+}
+
+/// Runs every test against a fresh release bundle. Tests find what setup installed through
+/// `RVC_STAGE_CLAP`, `RVC_STAGE_PYTHON` and `RVC_STAGE_ONNXRUNTIME`.
+fn test(extra: &[String]) -> Result<()> {
+    let installed = setup::run()?;
+    let clap = bundle()?;
+    std::env::set_var("RVC_STAGE_CLAP", &clap);
+    std::env::set_var("RVC_STAGE_PYTHON", &installed.python);
+    if let Some(library) = &installed.onnxruntime {
+        std::env::set_var("RVC_STAGE_ONNXRUNTIME", library);
+    }
+    cargo(&["test", "--workspace"], extra)
+}
+
+fn cargo(args: &[&str], extra: &[String]) -> Result<()> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .args(extra)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
