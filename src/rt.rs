@@ -8,4 +8,4 @@ mod sample;
 
 pub use delay::DelayLine;
 pub use ramp::Ramp;
-pub use sample::{flush, sanitize_in_place};
+pub use sample::flush;

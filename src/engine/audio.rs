@@ -18,7 +18,7 @@ use rtrb::{Consumer, Producer};
 
 use super::latency::samples_for_ms;
 use super::{EngineConfig, EngineStats, Handshake, LatencyPlan, RenderMode};
-use crate::rt::{flush, sanitize_in_place, DelayLine, Ramp};
+use crate::rt::{flush, DelayLine, Ramp};
 
 /// Smoothing time for dry/wet, output gain and bypass changes.
 const CONTROL_RAMP_MS: f64 = 20.0;
@@ -195,14 +195,21 @@ impl AudioProcessor {
         }
         let available_until = self.fetch_wet(first_input, n);
         let constant = self.weights(first_input, n, available_until, controls);
-        let channel_count = self.dry.len();
-        for (channel, line) in channels.iter_mut().take(channel_count).zip(&mut self.dry) {
-            let samples = &mut channel[range.clone()];
-            line.process_in_place(samples);
-            match constant {
-                Some((weight, gain)) => mix_constant(samples, &self.wet[..n], weight, gain),
-                None => mix_curves(samples, &self.wet[..n], &self.wet_weight[..n], &self.gain_curve[..n]),
-            }
+        let wet = &self.wet[..n];
+        let curves = (&self.wet_weight[..n], &self.gain_curve[..n]);
+        for (channel, line) in channels.iter_mut().zip(&mut self.dry) {
+            // One pass per channel: the input enters the delay line, and the delayed (dry)
+            // sample comes out, mixed with the wet one.
+            line.process_runs(&mut channel[range.clone()], |run, line, offset| {
+                let wet = &wet[offset..offset + run.len()];
+                match constant {
+                    Some((weight, gain)) => mix_constant(run, line, wet, weight, gain),
+                    None => {
+                        let (weights, gains) = (&curves.0[offset..offset + run.len()], &curves.1[offset..offset + run.len()]);
+                        mix_curves(run, line, wet, weights, gains);
+                    }
+                }
+            });
         }
         self.position += n as i64;
     }
@@ -227,17 +234,20 @@ impl AudioProcessor {
         self.stream = Stream::Live;
     }
 
-    /// Sanitises the host's input in place and writes its channel average to `mono`.
-    fn downmix(&mut self, channels: &mut [&mut [f32]], range: std::ops::Range<usize>) {
-        let n = range.len();
+    /// Writes the sanitised channel average of the host's input to `mono`.
+    fn downmix(&mut self, channels: &[&mut [f32]], range: std::ops::Range<usize>) {
         let used = self.dry.len().min(channels.len());
-        let mono = &mut self.mono[..n];
-        mono.fill(0.0);
-        for channel in channels.iter_mut().take(used) {
-            let samples = &mut channel[range.clone()];
-            sanitize_in_place(samples);
-            for (sum, x) in mono.iter_mut().zip(samples.iter()) {
-                *sum += *x;
+        let mono = &mut self.mono[..range.len()];
+        for (c, channel) in channels.iter().take(used).enumerate() {
+            let samples = &channel[range.clone()];
+            if c == 0 {
+                for (sum, x) in mono.iter_mut().zip(samples) {
+                    *sum = flush(*x);
+                }
+            } else {
+                for (sum, x) in mono.iter_mut().zip(samples) {
+                    *sum += flush(*x);
+                }
             }
         }
         let scale = 1.0 / used as f32;
@@ -292,7 +302,12 @@ impl AudioProcessor {
     /// into `wet` (zeros where there are none) and returns the end of available wet audio.
     fn fetch_wet(&mut self, first_input: i64, n: usize) -> i64 {
         let end_input = first_input + n as i64;
-        let mut queued = self.from_worker.slots() as i64;
+        // The worker usually runs a block ahead, so the locally cached count is enough and the
+        // worker's index (a cache line the other core keeps writing) is read only when not.
+        let mut queued = self.from_worker.cached_slots() as i64;
+        if self.wet_next + queued < end_input + self.plan.fade as i64 {
+            queued = self.from_worker.slots() as i64;
+        }
         if self.wet_next < first_input {
             let stale = (first_input - self.wet_next).min(queued);
             self.consume_wet(stale as usize);
@@ -359,16 +374,20 @@ impl AudioProcessor {
     }
 }
 
-/// `out = (dry + (wet - dry) * weight) * gain`, flushed; the steady-state path.
-fn mix_constant(samples: &mut [f32], wet: &[f32], weight: f32, gain: f32) {
-    for (x, w) in samples.iter_mut().zip(wet) {
-        *x = flush((*x + (*w - *x) * weight) * gain);
+/// Stores the new input (sanitised) in the delay line and replaces it in `run` by
+/// `(dry + (wet - dry) * weight) * gain`, flushed, where `dry` is the delayed input from `line`.
+/// The steady-state path.
+fn mix_constant(run: &mut [f32], line: &mut [f32], wet: &[f32], weight: f32, gain: f32) {
+    for ((x, slot), w) in run.iter_mut().zip(line.iter_mut()).zip(wet) {
+        let dry = std::mem::replace(slot, flush(*x));
+        *x = flush((dry + (*w - dry) * weight) * gain);
     }
 }
 
-/// The same mix with per-sample weight and gain, used while anything ramps.
-fn mix_curves(samples: &mut [f32], wet: &[f32], weight: &[f32], gain: &[f32]) {
-    for (((x, w), k), g) in samples.iter_mut().zip(wet).zip(weight).zip(gain) {
-        *x = flush((*x + (*w - *x) * *k) * *g);
+/// The same with per-sample weight and gain, used while anything ramps.
+fn mix_curves(run: &mut [f32], line: &mut [f32], wet: &[f32], weights: &[f32], gains: &[f32]) {
+    for ((((x, slot), w), k), g) in run.iter_mut().zip(line.iter_mut()).zip(wet).zip(weights).zip(gains) {
+        let dry = std::mem::replace(slot, flush(*x));
+        *x = flush((dry + (*w - dry) * *k) * *g);
     }
 }

@@ -31,17 +31,31 @@ impl DelayLine {
     /// Replaces every sample of `samples` by the sample that entered the line `delay`
     /// samples earlier.
     pub fn process_in_place(&mut self, samples: &mut [f32]) {
+        self.process_runs(samples, |run, line, _| run.swap_with_slice(line));
+    }
+
+    /// The general form: visits `samples` in runs that do not wrap around the line's buffer
+    /// and calls `visit(run, line, offset)`, where `line` holds the delayed samples for `run`
+    /// (starting at `offset` within `samples`). `visit` must leave the new input in `line`;
+    /// what it leaves in `run` is up to it. Runs let callers fuse their own per-sample work
+    /// into the delay in one vectorisable loop.
+    pub fn process_runs(&mut self, samples: &mut [f32], mut visit: impl FnMut(&mut [f32], &mut [f32], usize)) {
         if self.buffer.is_empty() {
+            // Zero delay: the "delayed" sample is the input itself.
+            let mut scratch = [0.0f32; 64];
+            for (index, chunk) in samples.chunks_mut(scratch.len()).enumerate() {
+                let line = &mut scratch[..chunk.len()];
+                line.copy_from_slice(chunk);
+                visit(chunk, line, index * 64);
+            }
             return;
         }
-        let mut rest = samples;
-        while !rest.is_empty() {
-            // Swap runs that end at the buffer's wrap point, so each run is one tight loop.
-            let run = rest.len().min(self.buffer.len() - self.position);
-            let (head, tail) = rest.split_at_mut(run);
-            head.swap_with_slice(&mut self.buffer[self.position..self.position + run]);
+        let mut offset = 0;
+        while offset < samples.len() {
+            let run = (samples.len() - offset).min(self.buffer.len() - self.position);
+            visit(&mut samples[offset..offset + run], &mut self.buffer[self.position..self.position + run], offset);
             self.position = (self.position + run) % self.buffer.len();
-            rest = tail;
+            offset += run;
         }
     }
 }
@@ -68,6 +82,25 @@ mod tests {
             for chunk in [1, 3, 7, 16, 50] {
                 assert_eq!(delayed_through(delay, &input, chunk), expected, "delay {delay} chunk {chunk}");
             }
+        }
+    }
+
+    #[test]
+    fn runs_expose_delayed_samples_and_take_new_input() {
+        for delay in [0, 5] {
+            let mut line = DelayLine::new(delay);
+            let input: Vec<f32> = (1..=12).map(|i| i as f32).collect();
+            let mut out = input.clone();
+            for part in out.chunks_mut(7) {
+                line.process_runs(part, |run, line, _| {
+                    for (x, slot) in run.iter_mut().zip(line.iter_mut()) {
+                        let delayed = std::mem::replace(slot, *x);
+                        *x = delayed * 10.0;
+                    }
+                });
+            }
+            let expected: Vec<f32> = (0..12).map(|i| if i >= delay { input[i - delay] * 10.0 } else { 0.0 }).collect();
+            assert_eq!(out, expected, "delay {delay}");
         }
     }
 

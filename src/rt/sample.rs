@@ -16,13 +16,6 @@ pub fn flush(x: f32) -> f32 {
     }
 }
 
-/// Applies [`flush`] to every sample of `samples`.
-pub fn sanitize_in_place(samples: &mut [f32]) {
-    for x in samples {
-        *x = flush(*x);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
