@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use multiversion::multiversion;
 use rtrb::{Consumer, Producer};
 
 use super::latency::samples_for_ms;
@@ -239,21 +240,9 @@ impl AudioProcessor {
         let used = self.dry.len().min(channels.len());
         let mono = &mut self.mono[..range.len()];
         for (c, channel) in channels.iter().take(used).enumerate() {
-            let samples = &channel[range.clone()];
-            if c == 0 {
-                for (sum, x) in mono.iter_mut().zip(samples) {
-                    *sum = flush(*x);
-                }
-            } else {
-                for (sum, x) in mono.iter_mut().zip(samples) {
-                    *sum += flush(*x);
-                }
-            }
+            accumulate_flushed(mono, &channel[range.clone()], c == 0);
         }
-        let scale = 1.0 / used as f32;
-        for x in mono.iter_mut() {
-            *x = flush(*x * scale);
-        }
+        scale_flushed(mono, 1.0 / used as f32);
     }
 
     /// Hands the downmix to the worker. If the worker has stalled so long that the ring is
@@ -374,9 +363,35 @@ impl AudioProcessor {
     }
 }
 
+// The loops below are the audio thread's whole per-sample work. They are compiled for AVX2
+// as well as the baseline and picked at run time, since plugins ship as one binary.
+
+/// `sum = x` (if `first`) or `sum += x`, with `x` flushed.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn accumulate_flushed(sum: &mut [f32], x: &[f32], first: bool) {
+    if first {
+        for (s, x) in sum.iter_mut().zip(x) {
+            *s = flush(*x);
+        }
+    } else {
+        for (s, x) in sum.iter_mut().zip(x) {
+            *s += flush(*x);
+        }
+    }
+}
+
+/// `x = flush(x * scale)`.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn scale_flushed(samples: &mut [f32], scale: f32) {
+    for x in samples {
+        *x = flush(*x * scale);
+    }
+}
+
 /// Stores the new input (sanitised) in the delay line and replaces it in `run` by
 /// `(dry + (wet - dry) * weight) * gain`, flushed, where `dry` is the delayed input from `line`.
 /// The steady-state path.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn mix_constant(run: &mut [f32], line: &mut [f32], wet: &[f32], weight: f32, gain: f32) {
     for ((x, slot), w) in run.iter_mut().zip(line.iter_mut()).zip(wet) {
         let dry = std::mem::replace(slot, flush(*x));
@@ -385,6 +400,7 @@ fn mix_constant(run: &mut [f32], line: &mut [f32], wet: &[f32], weight: f32, gai
 }
 
 /// The same with per-sample weight and gain, used while anything ramps.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn mix_curves(run: &mut [f32], line: &mut [f32], wet: &[f32], weights: &[f32], gains: &[f32]) {
     for ((((x, slot), w), k), g) in run.iter_mut().zip(line.iter_mut()).zip(wet).zip(weights).zip(gains) {
         let dry = std::mem::replace(slot, flush(*x));
