@@ -407,3 +407,122 @@ fn mix_curves(run: &mut [f32], line: &mut [f32], wet: &[f32], weights: &[f32], g
         *x = flush((dry + (*w - dry) * *k) * *g);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The audio half driven deterministically: the test plays the worker, moving samples
+    //! between the rings itself, so under-runs happen exactly where it decides.
+    use super::*;
+    use crate::engine::BLOCK_MS_RANGE;
+
+    const RATE: f64 = 1000.0; // 50-sample blocks, 10-sample fades: easy to reason about
+    const CALL: usize = 10;
+
+    struct Harness {
+        audio: AudioProcessor,
+        worker_in: Consumer<f32>,
+        worker_out: Producer<f32>,
+        handshake: Arc<Handshake>,
+    }
+
+    impl Harness {
+        fn new(mode: RenderMode) -> Self {
+            let config = EngineConfig { sample_rate: RATE, max_buffer: CALL, channels: 1, block_ms: *BLOCK_MS_RANGE.start(), mode };
+            let plan = LatencyPlan::new(RATE, CALL, config.block_ms, 0);
+            let (to_worker, worker_in) = rtrb::RingBuffer::new(plan.ring_capacity(RATE));
+            let (worker_out, from_worker) = rtrb::RingBuffer::new(plan.ring_capacity(RATE));
+            let handshake = Arc::new(Handshake::default());
+            let audio = AudioProcessor::new(&config, plan, to_worker, from_worker, handshake.clone(), std::thread::current());
+            Self { audio, worker_in, worker_out, handshake }
+        }
+
+        /// An infinitely fast worker: everything sent comes back at once, halved.
+        fn serve(&mut self) {
+            while let Ok(x) = self.worker_in.pop() {
+                self.worker_out.push(0.5 * x).unwrap();
+            }
+            let requested = self.handshake.requested.load(Ordering::Acquire);
+            self.handshake.acknowledged.store(requested, Ordering::Release);
+        }
+
+        /// Processes a call of constant 1.0 input and returns the output.
+        fn call(&mut self) -> [f32; CALL] {
+            let mut block = [1.0; CALL];
+            self.audio.process(&mut [&mut block[..]], Controls::default());
+            block
+        }
+    }
+
+    /// With dry = 1 and wet = 0.5, output = 1 − g/2: returns g for each sample.
+    fn wet_weights(outputs: &[f32]) -> Vec<f32> {
+        outputs.iter().map(|out| 2.0 * (1.0 - out)).collect()
+    }
+
+    fn assert_ramps_by_fade_steps(weights: &[f32]) {
+        for pair in weights.windows(2) {
+            assert!((pair[1] - pair[0]).abs() <= 0.1 + 1e-6, "jump {} -> {}", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn late_worker_fades_to_dry_and_back_and_counts_one_underrun() {
+        let mut h = Harness::new(RenderMode::Realtime);
+        let latency = h.audio.latency_samples();
+        let mut outputs = Vec::new();
+        for call in 0..80 {
+            // The worker stalls for 20 calls (200 samples), then catches up at once.
+            if !(30..50).contains(&call) {
+                h.serve();
+            }
+            outputs.extend(h.call());
+        }
+        let weights = wet_weights(&outputs[latency..]);
+        assert_ramps_by_fade_steps(&weights);
+        let dry_from = weights.iter().position(|g| *g == 0.0).unwrap();
+        let first_wet = weights.iter().position(|g| *g == 1.0).unwrap();
+        let back_to_wet = weights[dry_from..].iter().position(|g| *g == 1.0).unwrap() + dry_from;
+        assert!(first_wet < dry_from && dry_from < back_to_wet, "wet, then dry during the stall, then wet again");
+        assert_eq!(h.audio.stats().underruns(), 1);
+        assert_eq!(h.audio.stats().restarts(), 0, "a short stall does not restart the stream");
+    }
+
+    #[test]
+    fn wet_audio_is_used_from_the_first_sample_the_latency_allows() {
+        let mut h = Harness::new(RenderMode::Realtime);
+        let latency = h.audio.latency_samples();
+        let mut outputs = Vec::new();
+        for _ in 0..40 {
+            h.serve();
+            outputs.extend(h.call());
+        }
+        // Before the latency: silence from the empty delay line. Then the stream fades in over
+        // one fade length and stays wet.
+        assert!(outputs[..latency].iter().all(|x| *x == 0.0));
+        let weights = wet_weights(&outputs[latency..]);
+        for (i, g) in weights[..10].iter().enumerate() {
+            assert!((g - (i + 1) as f32 / 10.0).abs() < 1e-6, "sample {i} of the fade-in: {g}");
+        }
+        assert!(weights[10..].iter().all(|g| *g == 1.0));
+        assert_eq!(h.audio.stats().underruns(), 0);
+    }
+
+    #[test]
+    fn reset_restarts_the_stream_after_the_worker_acknowledges() {
+        let mut h = Harness::new(RenderMode::Realtime);
+        for _ in 0..30 {
+            h.serve();
+            h.call();
+        }
+        h.audio.reset();
+        assert_eq!(h.audio.stream, Stream::Restarting(1));
+        // Until the worker acknowledges, nothing is sent to it.
+        h.worker_in.read_chunk(h.worker_in.slots()).unwrap().commit_all();
+        h.call();
+        assert_eq!(h.worker_in.slots(), 0);
+        h.serve();
+        h.call();
+        assert_eq!(h.audio.stream, Stream::Live);
+        assert_eq!(h.worker_in.slots(), CALL);
+        assert_eq!(h.audio.stats().restarts(), 1);
+    }
+}
