@@ -120,7 +120,10 @@ fn state_round_trips_byte_identically() {
         assert_eq!(restored.param_text(name).unwrap(), text);
     }
     // Loading garbage is refused without crashing, and leaves a working plugin.
-    assert!(restored.load_state(&noise(5, 4096, 1.0).iter().map(|x| x.to_bits() as u8).collect::<Vec<_>>()).is_err());
+    for seed in 0..3 {
+        let garbage: Vec<u8> = noise(5 + seed, 1 << 20, 1.0).iter().map(|x| x.to_bits() as u8).collect();
+        assert!(restored.load_state(&garbage).is_err());
+    }
     assert!(restored.load_state(&[]).is_err());
     assert_eq!(restored.save_state().unwrap(), saved);
 }
