@@ -24,8 +24,10 @@ use crate::rt::{flush, DelayLine, Ramp};
 /// Smoothing time for dry/wet, output gain and bypass changes.
 const CONTROL_RAMP_MS: f64 = 20.0;
 
-/// Longest an offline render waits for the worker in one call before it gives up and falls
-/// back to dry audio (counted as an under-run), so a wedged stage cannot hang a bounce.
+/// Longest an offline render waits for the worker before it gives up and falls back to dry
+/// audio (counted as an under-run), so a wedged stage cannot hang a bounce. After a timeout
+/// the render stops waiting until the worker delivers again, so a hung stage costs one
+/// timeout, not one per call.
 const OFFLINE_WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// How long an offline render sleeps between checks while it waits for the worker.
@@ -91,6 +93,11 @@ pub struct AudioProcessor {
     gain: Ramp,
     /// Whether the last sample was an under-run, so each under-run is counted once.
     late: bool,
+    /// [`OFFLINE_WAIT_LIMIT`], a field so tests can shorten it.
+    offline_wait_limit: Duration,
+    /// Offline only: the end of wet audio when a wait last timed out. While the worker has
+    /// not moved past it, it is considered hung and not waited for again.
+    hung_at: Option<i64>,
 }
 
 impl AudioProcessor {
@@ -128,6 +135,8 @@ impl AudioProcessor {
             mix: Ramp::new(1.0, control_ramp),
             gain: Ramp::new(1.0, control_ramp),
             late: false,
+            offline_wait_limit: OFFLINE_WAIT_LIMIT,
+            hung_at: None,
         }
     }
 
@@ -220,6 +229,8 @@ impl AudioProcessor {
     fn finish_restart(&mut self) {
         let Stream::Restarting(serial) = self.stream else { return };
         if self.mode == RenderMode::Offline && self.availability.is_at(0.0) {
+            // A worker that does not acknowledge is caught by the timeout; the stream then
+            // simply stays dry until it does.
             self.wait_until(|this| this.handshake.acknowledged.load(Ordering::Acquire) == serial);
         }
         if self.handshake.acknowledged.load(Ordering::Acquire) != serial || !self.availability.is_at(0.0) {
@@ -253,8 +264,10 @@ impl AudioProcessor {
             return;
         }
         if self.to_worker.push_entire_slice(&self.mono[..n]).is_err() {
+            if !self.late {
+                self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+            }
             self.late = true;
-            self.stats.underruns.fetch_add(1, Ordering::Relaxed);
             self.request_restart();
             return;
         }
@@ -275,13 +288,27 @@ impl AudioProcessor {
         }
         let needed_end = last_input + self.plan.fade as i64 + 1;
         let wet_next = self.wet_next;
-        self.wait_until(|this| wet_next + this.from_worker.slots() as i64 >= needed_end);
+        let available_until = |this: &Self| wet_next + this.from_worker.slots() as i64;
+        if self.hung_at.is_some_and(|hung_at| available_until(self) <= hung_at) {
+            return;
+        }
+        self.hung_at = None;
+        if !self.wait_until(|this| available_until(this) >= needed_end) {
+            self.hung_at = Some(available_until(self));
+        }
     }
 
-    /// Offline only: polls `ready`, waking the worker, for at most [`OFFLINE_WAIT_LIMIT`].
-    fn wait_until(&self, mut ready: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + OFFLINE_WAIT_LIMIT;
-        while !ready(self) && Instant::now() < deadline {
+    /// Offline only: polls `ready`, waking the worker, for at most `offline_wait_limit`.
+    /// Returns whether `ready` came true.
+    fn wait_until(&self, mut ready: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + self.offline_wait_limit;
+        loop {
+            if ready(self) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
             self.worker_thread.unpark();
             std::thread::sleep(OFFLINE_WAIT_POLL);
         }
@@ -504,6 +531,28 @@ mod tests {
         }
         assert!(weights[10..].iter().all(|g| *g == 1.0));
         assert_eq!(h.audio.stats().underruns(), 0);
+    }
+
+    #[test]
+    fn offline_render_waits_for_the_worker_but_not_forever_for_a_hung_one() {
+        let mut h = Harness::new(RenderMode::Offline);
+        h.audio.offline_wait_limit = Duration::from_millis(50);
+        let latency = h.audio.latency_samples();
+        let mut outputs = Vec::new();
+        for _ in 0..40 {
+            outputs.extend(h.call()); // nobody serves: the worker is hung
+        }
+        // The first wait times out, the rest do not wait; the output is the delayed dry signal.
+        assert_eq!(h.audio.stats().underruns(), 1);
+        assert!(outputs[latency..].iter().all(|x| *x == 1.0));
+        assert!(outputs[..latency].iter().all(|x| *x == 0.0));
+        // Once the worker delivers again, waiting resumes and wet audio comes back.
+        let mut later = Vec::new();
+        for _ in 0..40 {
+            h.serve();
+            later.extend(h.call());
+        }
+        assert!(later.iter().any(|x| *x == 0.5));
     }
 
     #[test]
