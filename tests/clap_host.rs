@@ -44,7 +44,7 @@ fn latency_is_exact_at_every_rate_and_buffer_size() {
             if max_frames == 1 && sample_rate > 100_000.0 {
                 continue; // a million single-sample calls in a debug test adds nothing new
             }
-            let settings = Settings { sample_rate, max_frames, offline: true };
+            let settings = Settings::new(sample_rate, max_frames, true);
             // Learn the latency first, then render an impulse long enough to come out.
             let latency = plugin.render(settings, &impulse(2, 0, 1), &[], || 1).unwrap().latency as usize;
             let at = 100 + i;
@@ -65,7 +65,7 @@ fn latency_is_exact_at_every_rate_and_buffer_size() {
 fn offline_renders_are_identical_and_clean() {
     let entry = load(&bundle()).unwrap();
     let mut plugin = Plugin::new(&entry).unwrap();
-    let settings = Settings { sample_rate: 44_100.0, max_frames: 4096, offline: true };
+    let settings = Settings::new(44_100.0, 4096, true);
     let mut input = vec![noise(1, 60_000, 0.8), noise(2, 60_000, 0.8)];
     // Garbage in: the output must still be clean.
     for (n, bad) in [(500, f32::NAN), (9000, f32::INFINITY), (12_000, 1e-40), (20_000, f32::NEG_INFINITY)] {
@@ -85,7 +85,7 @@ fn realtime_renders_with_random_buffer_sizes_stay_clean() {
     let entry = load(&bundle()).unwrap();
     let mut plugin = Plugin::new(&entry).unwrap();
     for (sample_rate, max_frames) in [(48_000.0, 16_384), (96_000.0, 1), (12_345.678, 17)] {
-        let settings = Settings { sample_rate, max_frames, offline: false };
+        let settings = Settings::new(sample_rate, max_frames, false);
         let input = vec![noise(3, 100_000, 0.5); 2];
         let render = plugin.render(settings, &input, &[], random_sizes(4, max_frames as usize)).unwrap();
         check_clean(&render.output).unwrap();
@@ -96,7 +96,7 @@ fn realtime_renders_with_random_buffer_sizes_stay_clean() {
 fn mono_layout_is_supported() {
     let entry = load(&bundle()).unwrap();
     let mut plugin = Plugin::new(&entry).unwrap();
-    let settings = Settings { sample_rate: 48_000.0, max_frames: 512, offline: true };
+    let settings = Settings::new(48_000.0, 512, true);
     let latency = plugin.render(settings, &impulse(1, 0, 1), &[], || 1).unwrap().latency as usize;
     let render = plugin.render(settings, &impulse(1, 10, latency + 100), &[], || 512).unwrap();
     assert_eq!(render.output[0][10 + latency], 1.0);
@@ -107,7 +107,7 @@ fn state_round_trips_byte_identically() {
     let entry = load(&bundle()).unwrap();
     let mut plugin = Plugin::new(&entry).unwrap();
     // Change parameters through the audio path, as automation would.
-    let settings = Settings { sample_rate: 48_000.0, max_frames: 256, offline: false };
+    let settings = Settings::new(48_000.0, 256, false);
     let params = [("Dry/Wet", "25%"), ("Output Gain", "6.5"), ("Block Size", "250"), ("Bypass", "Bypassed")];
     plugin.render(settings, &vec![vec![0.0; 256]; 2], &params, || 256).unwrap();
     let saved = plugin.save_state().unwrap();
@@ -132,7 +132,7 @@ fn state_round_trips_byte_identically() {
 fn block_size_sets_the_reported_latency() {
     let entry = load(&bundle()).unwrap();
     let mut plugin = Plugin::new(&entry).unwrap();
-    let settings = Settings { sample_rate: 48_000.0, max_frames: 512, offline: true };
+    let settings = Settings::new(48_000.0, 512, true);
     let silence = vec![vec![0.0; 1]; 2];
     let mut latency_with_block = |ms: &str| {
         // The new block size is used from the next activation on.

@@ -50,7 +50,7 @@ fn ten_thousand_random_calls_allocate_nothing_and_fall_back_smoothly() {
     let input = vec![noise(1, total, 0.5), noise(2, total, 0.5)];
     let mut call = 0;
     let render = plugin
-        .render(Settings { sample_rate, max_frames: max_frames as u32, offline: false }, &input, &[], || {
+        .render(Settings::new(sample_rate, max_frames as u32, false), &input, &[], || {
             let size = sizes[call];
             call += 1;
             // Mostly forty times faster than real time; every 500th call starts a burst of 100
@@ -87,4 +87,22 @@ fn ten_thousand_random_calls_allocate_nothing_and_fall_back_smoothly() {
     eprintln!("{wet_samples} wet and {dry_samples} dry samples of {total}");
     assert!(wet_samples > 0, "the worker's output must be used");
     assert!(dry_samples > 0, "bursts must run ahead of the worker and fall back to dry audio");
+}
+
+/// The host's `reset` on the audio thread, under the same allocation guard: history is cleared
+/// and processing resumes exactly `latency` samples later.
+#[test]
+fn reset_through_the_wrapper_allocates_nothing_and_clears_history() {
+    let mut plugin = Plugin::new(&in_process_entry()).unwrap();
+    let (call, every) = (480, 50);
+    let settings = Settings { reset_every: Some(every), ..Settings::new(48_000.0, call as u32, true) };
+    let input = vec![noise(3, 150_000, 0.5); 2];
+    let render = plugin.render(settings, &input, &[], || call).unwrap();
+    let latency = render.latency as usize;
+    let period = call * every;
+    for n in 0..input[0].len() {
+        let last_reset = n / period * period;
+        let expected = if n >= last_reset + latency { input[0][n - latency] } else { 0.0 };
+        assert_eq!(render.output[0][n], expected, "sample {n}");
+    }
 }

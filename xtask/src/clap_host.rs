@@ -34,6 +34,14 @@ pub struct Settings {
     pub sample_rate: f64,
     pub max_frames: u32,
     pub offline: bool,
+    /// Call the plugin's `reset` (on the audio thread) before every this many process calls.
+    pub reset_every: Option<usize>,
+}
+
+impl Settings {
+    pub fn new(sample_rate: f64, max_frames: u32, offline: bool) -> Self {
+        Self { sample_rate, max_frames, offline, reset_every: None }
+    }
 }
 
 /// Output of one render, one `Vec` per channel, plus what the plugin reported.
@@ -176,11 +184,10 @@ impl Plugin {
         };
         let processor = self.instance.activate(|_, _| (), configuration)?;
         let latency = self.latency()?;
-        let max_frames = settings.max_frames as usize;
         let finished = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
             let audio = scope.spawn(|| {
-                let outcome = process_all(processor, input, &events, max_frames, &mut next_size);
+                let outcome = process_all(processor, input, &events, settings, &mut next_size);
                 finished.store(true, Ordering::Release);
                 outcome
             });
@@ -209,11 +216,12 @@ fn process_all(
     processor: StoppedPluginAudioProcessor<Host>,
     input: &[Vec<f32>],
     events: &EventBuffer,
-    max_frames: usize,
+    settings: Settings,
     next_size: &mut dyn FnMut() -> usize,
 ) -> Result<(StoppedPluginAudioProcessor<Host>, Vec<Vec<f32>>)> {
     let channels = input.len();
     let total = input.first().map_or(0, Vec::len);
+    let max_frames = settings.max_frames as usize;
     let mut processor = processor.start_processing().map_err(|_| anyhow!("the plugin refused to start processing"))?;
     let mut output = vec![vec![0.0f32; total]; channels];
     let mut input_block = vec![vec![0.0f32; max_frames]; channels];
@@ -222,8 +230,12 @@ fn process_all(
     let mut output_ports = AudioPorts::with_capacity(channels, 1);
     let no_events = EventBuffer::new();
     let mut out_events = EventBuffer::new();
-    let mut start = 0;
+    let (mut start, mut calls) = (0, 0);
     while start < total {
+        if settings.reset_every.is_some_and(|every| calls > 0 && calls % every == 0) {
+            processor.reset();
+        }
+        calls += 1;
         let len = next_size().clamp(1, max_frames).min(total - start);
         for c in 0..channels {
             input_block[c][..len].copy_from_slice(&input[c][start..start + len]);

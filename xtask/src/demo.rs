@@ -20,7 +20,7 @@ pub fn run() -> Result<()> {
     let started = Instant::now();
     let mut plugin = Plugin::new(&entry)?;
     let instantiate = started.elapsed();
-    let settings = Settings { sample_rate: SAMPLE_RATE, max_frames: 512, offline: true };
+    let settings = Settings::new(SAMPLE_RATE, 512, true);
 
     let reported = plugin.render(settings, &[vec![0.0; 1], vec![0.0; 1]], &[], || 1)?.latency as usize;
     let impulse_at = 1000;
