@@ -13,6 +13,7 @@ use nice_plug::prelude::*;
 use crate::engine::{Controls, Engine, EngineConfig, Identity, RenderMode};
 pub use params::RvcStageParams;
 
+#[derive(Default)]
 pub struct RvcStage {
     params: Arc<RvcStageParams>,
     /// The running engine; `None` while inactive. Created in `activate`, so constructing the
@@ -23,12 +24,6 @@ pub struct RvcStage {
     active_block_ms: i32,
     /// Set once a re-activation was asked for, so the host is asked only once.
     restart_requested: bool,
-}
-
-impl Default for RvcStage {
-    fn default() -> Self {
-        Self { params: Arc::default(), engine: None, active_block_ms: 0, restart_requested: false }
-    }
 }
 
 impl RvcStage {

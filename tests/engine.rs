@@ -145,7 +145,7 @@ fn calls_larger_than_announced_are_split_and_stay_exact() {
     let mut engine = offline(48_000.0, 64, 1, Box::new(Identity));
     let latency = engine.latency_samples();
     let input = noise(11, latency + 40_000, 0.5);
-    let output = render(&mut engine, &[input.clone()], Controls::default(), || 16_384);
+    let output = render(&mut engine, std::slice::from_ref(&input), Controls::default(), || 16_384);
     assert_eq!(&output[0][latency..], &input[..input.len() - latency]);
 }
 

@@ -552,7 +552,7 @@ mod tests {
             h.serve();
             later.extend(h.call());
         }
-        assert!(later.iter().any(|x| *x == 0.5));
+        assert!(later.contains(&0.5));
     }
 
     #[test]

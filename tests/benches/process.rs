@@ -87,7 +87,7 @@ struct Echo {
 impl Echo {
     fn start(frames: usize) -> Self {
         let (to_echo, mut echo_in) = rtrb::RingBuffer::new(frames * 64);
-        let (mut echo_out, mut from_echo) = rtrb::RingBuffer::new(frames * 64);
+        let (mut echo_out, from_echo) = rtrb::RingBuffer::new(frames * 64);
         // Prime the return ring, so every exchange finds a block to pop.
         echo_out.push_entire_slice(&vec![0.0; frames * 32]).unwrap();
         let stop = Arc::new(AtomicBool::new(false));

@@ -68,7 +68,7 @@ pub struct Stalling<S> {
 impl<S: Stage> Stage for Stalling<S> {
     fn process(&mut self, input: &[f32], output: &mut [f32]) {
         self.blocks += 1;
-        if self.blocks % self.every == 0 {
+        if self.blocks.is_multiple_of(self.every) {
             std::thread::sleep(self.stall);
         }
         self.inner.process(input, output);

@@ -93,14 +93,14 @@ impl Plugin {
     pub fn save_state(&mut self) -> Result<Vec<u8>> {
         let state = self.extension(|s| &s.state, "state")?;
         let mut bytes = Vec::new();
-        state.save(&mut self.instance.plugin_handle(), &mut bytes).map_err(|e| anyhow!("saving state: {e}"))?;
+        state.save(&self.instance.plugin_handle(), &mut bytes).map_err(|e| anyhow!("saving state: {e}"))?;
         Ok(bytes)
     }
 
     pub fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
         let state = self.extension(|s| &s.state, "state")?;
         state
-            .load(&mut self.instance.plugin_handle(), &mut std::io::Cursor::new(bytes))
+            .load(&self.instance.plugin_handle(), &mut std::io::Cursor::new(bytes))
             .map_err(|e| anyhow!("loading state: {e}"))
     }
 
