@@ -23,8 +23,19 @@ fn bundle() -> PathBuf {
 
 /// Sample rates clap-validator uses, fractional ones included.
 const RATES: [f64; 13] = [
-    8_000.0, 22_050.0, 44_100.0, 48_000.0, 88_200.0, 96_000.0, 192_000.0, 384_000.0, 768_000.0, 1_234.567_8,
-    12_345.678, 45_678.901, 123_456.78,
+    8_000.0,
+    22_050.0,
+    44_100.0,
+    48_000.0,
+    88_200.0,
+    96_000.0,
+    192_000.0,
+    384_000.0,
+    768_000.0,
+    1_234.567_8,
+    12_345.678,
+    45_678.901,
+    123_456.78,
 ];
 
 fn impulse(channels: usize, at: usize, len: usize) -> Vec<Vec<f32>> {
@@ -116,7 +127,9 @@ fn state_round_trips_byte_identically() {
     let mut restored = Plugin::new(&entry).unwrap();
     restored.load_state(&saved).unwrap();
     assert_eq!(restored.save_state().unwrap(), saved);
-    for (name, text) in [("Dry/Wet", "25%"), ("Output Gain", "6.5 dB"), ("Block Size", "250 ms"), ("Bypass", "Bypassed")] {
+    for (name, text) in
+        [("Dry/Wet", "25%"), ("Output Gain", "6.5 dB"), ("Block Size", "250 ms"), ("Bypass", "Bypassed")]
+    {
         assert_eq!(restored.param_text(name).unwrap(), text);
     }
     // Loading garbage is refused without crashing, and leaves a working plugin.

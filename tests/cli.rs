@@ -11,7 +11,12 @@ fn rvc_stage(args: &[&str]) -> std::process::Output {
 }
 
 fn write_wav(path: &Path, sample_rate: u32, channels: &[Vec<f32>]) {
-    let spec = hound::WavSpec { channels: channels.len() as u16, sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let mut writer = hound::WavWriter::create(path, spec).unwrap();
     for n in 0..channels[0].len() {
         for channel in channels {
@@ -54,7 +59,10 @@ fn bad_input_is_explained_not_crashed_on() {
     let cases: [(&[&str], &str); 3] = [
         (&["render", garbage.to_str().unwrap(), "-o", out.to_str().unwrap()], "cannot read"),
         (&["render", "/nonexistent.wav", "-o", out.to_str().unwrap()], "cannot read /nonexistent.wav"),
-        (&["render", garbage.to_str().unwrap(), "-o", out.to_str().unwrap(), "--block-ms", "20"], "--block-ms must be within 50-500"),
+        (
+            &["render", garbage.to_str().unwrap(), "-o", out.to_str().unwrap(), "--block-ms", "20"],
+            "--block-ms must be within 50-500",
+        ),
     ];
     for (args, message) in cases {
         let result = rvc_stage(args);

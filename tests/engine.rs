@@ -92,7 +92,11 @@ fn realtime_underruns_crossfade_to_delayed_dry_without_allocating() {
     let fully_wet = weights.iter().filter(|w| (**w - 1.0).abs() < 1e-4).count();
     let fully_dry = weights.iter().filter(|w| w.abs() < 1e-4).count();
     assert!(engine.stats().underruns() > 0, "stalls must be counted");
-    eprintln!("{fully_wet} fully wet, {fully_dry} fully dry of {} samples; {} under-runs", weights.len(), engine.stats().underruns());
+    eprintln!(
+        "{fully_wet} fully wet, {fully_dry} fully dry of {} samples; {} under-runs",
+        weights.len(),
+        engine.stats().underruns()
+    );
     // Proportions depend on how the machine schedules the worker; both states must occur.
     assert!(fully_wet > 0 && fully_dry > 0);
 }
@@ -152,7 +156,9 @@ fn calls_larger_than_announced_are_split_and_stay_exact() {
 #[test]
 fn dry_mix_and_bypass_keep_each_channels_own_signal_delayed() {
     let input = vec![noise(12, 20_000, 0.5), noise(13, 20_000, 0.5)];
-    for controls in [Controls { mix: 0.0, ..Controls::default() }, Controls { bypass: true, gain: 0.1, ..Controls::default() }] {
+    for controls in
+        [Controls { mix: 0.0, ..Controls::default() }, Controls { bypass: true, gain: 0.1, ..Controls::default() }]
+    {
         let mut engine = offline(16_000.0, 128, 2, Box::new(Scale(-1.0)));
         let latency = engine.latency_samples();
         let output = render(&mut engine, &input, controls, random_sizes(14, 128));

@@ -4,6 +4,7 @@
 use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 
+use vst3::ComPtr;
 use vst3::Steinberg::Vst::{
     AudioBusBuffers, AudioBusBuffers__type0, BusDirections_, IAudioProcessor, IAudioProcessorTrait, IComponent,
     IComponentTrait, IComponent_iid, MediaTypes_, ProcessData, ProcessModes_, ProcessSetup, SpeakerArr,
@@ -13,7 +14,6 @@ use vst3::Steinberg::{
     kResultOk, IPluginBaseTrait, IPluginFactory, IPluginFactory2, IPluginFactory2Trait, IPluginFactoryTrait,
     PClassInfo2, PFactoryInfo,
 };
-use vst3::ComPtr;
 
 mod common;
 
@@ -65,7 +65,8 @@ impl Module {
             let library = libloading::Library::new(module()).unwrap();
             let module_entry = library.get::<unsafe extern "C" fn(*mut c_void) -> bool>(b"ModuleEntry").unwrap();
             assert!(module_entry(std::ptr::null_mut()));
-            let get_factory = library.get::<unsafe extern "system" fn() -> *mut IPluginFactory>(b"GetPluginFactory").unwrap();
+            let get_factory =
+                library.get::<unsafe extern "system" fn() -> *mut IPluginFactory>(b"GetPluginFactory").unwrap();
             let factory = ComPtr::from_raw(get_factory());
             Self { factory, library }
         }
@@ -96,7 +97,13 @@ impl Drop for Module {
 
 /// Sets the component up for stereo at `sample_rate`, processes `input` in blocks of
 /// `block` frames and returns the output with the latency the plugin reported.
-fn process(component: &ComPtr<IComponent>, sample_rate: f64, block: usize, offline: bool, input: &[Vec<f32>]) -> (Vec<Vec<f32>>, u32) {
+fn process(
+    component: &ComPtr<IComponent>,
+    sample_rate: f64,
+    block: usize,
+    offline: bool,
+    input: &[Vec<f32>],
+) -> (Vec<Vec<f32>>, u32) {
     let processor = component.cast::<IAudioProcessor>().expect("the component is an audio processor");
     let mode = if offline { ProcessModes_::kOffline } else { ProcessModes_::kRealtime } as i32;
     unsafe {
@@ -128,8 +135,16 @@ fn process(component: &ComPtr<IComponent>, sample_rate: f64, block: usize, offli
             }
             let mut in_ptrs: Vec<*mut f32> = in_block.iter_mut().map(|b| b.as_mut_ptr()).collect();
             let mut out_ptrs: Vec<*mut f32> = out_block.iter_mut().map(|b| b.as_mut_ptr()).collect();
-            let mut in_bus = AudioBusBuffers { numChannels: 2, silenceFlags: 0, __field0: AudioBusBuffers__type0 { channelBuffers32: in_ptrs.as_mut_ptr() } };
-            let mut out_bus = AudioBusBuffers { numChannels: 2, silenceFlags: 0, __field0: AudioBusBuffers__type0 { channelBuffers32: out_ptrs.as_mut_ptr() } };
+            let mut in_bus = AudioBusBuffers {
+                numChannels: 2,
+                silenceFlags: 0,
+                __field0: AudioBusBuffers__type0 { channelBuffers32: in_ptrs.as_mut_ptr() },
+            };
+            let mut out_bus = AudioBusBuffers {
+                numChannels: 2,
+                silenceFlags: 0,
+                __field0: AudioBusBuffers__type0 { channelBuffers32: out_ptrs.as_mut_ptr() },
+            };
             let mut data = ProcessData {
                 processMode: mode,
                 symbolicSampleSize: SymbolicSampleSizes_::kSample32 as i32,

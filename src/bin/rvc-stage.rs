@@ -99,7 +99,8 @@ fn render(args: &RenderArgs) -> Result<()> {
 
 /// Reads every channel as f32 in [-1, 1].
 fn read_wav(path: &PathBuf) -> Result<(hound::WavSpec, Vec<Vec<f32>>)> {
-    let mut reader = hound::WavReader::open(path).with_context(|| format!("cannot read {} as a WAV file", path.display()))?;
+    let mut reader =
+        hound::WavReader::open(path).with_context(|| format!("cannot read {} as a WAV file", path.display()))?;
     let spec = reader.spec();
     ensure!(spec.channels > 0, "{} has no channels", path.display());
     let interleaved: Vec<f32> = match spec.sample_format {
@@ -122,7 +123,8 @@ fn write_wav(path: &PathBuf, sample_rate: u32, channels: &[Vec<f32>]) -> Result<
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    let mut writer = hound::WavWriter::create(path, spec).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut writer =
+        hound::WavWriter::create(path, spec).with_context(|| format!("cannot create {}", path.display()))?;
     for frame in 0..channels[0].len() {
         for channel in channels {
             writer.write_sample(channel[frame])?;

@@ -2,12 +2,12 @@
 //! locks, logs or makes a system call in realtime mode; all memory is sized at construction.
 //!
 //! Timeline: output sample `p` carries input sample `m = p - latency`. The current worker
-//! stream began with input sample `stream_start`; its output arrives in order. For each output sample the
-//! audio thread mixes the delayed dry input with that wet sample, weighted by a ramp `g` that
-//! rises only while wet audio is available `fade` samples ahead, and falls (a crossfade to the
-//! delayed dry signal, never a gap) as soon as it is not. Because `g` can only be above zero
-//! where the next `fade` wet samples were seen to exist, a fade-out always has wet audio to
-//! fade from.
+//! stream began with input sample `stream_start`; its output arrives in order. For each output
+//! sample the audio thread mixes the delayed dry input with that wet sample, weighted by a ramp
+//! `g` that rises only while wet audio is available `fade` samples ahead, and falls (a
+//! crossfade to the delayed dry signal, never a gap) as soon as it is not. Because `g` can only
+//! be above zero where the next `fade` wet samples were seen to exist, a fade-out always has
+//! wet audio to fade from.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -215,7 +215,8 @@ impl AudioProcessor {
                 match constant {
                     Some((weight, gain)) => mix_constant(run, line, wet, weight, gain),
                     None => {
-                        let (weights, gains) = (&curves.0[offset..offset + run.len()], &curves.1[offset..offset + run.len()]);
+                        let (weights, gains) =
+                            (&curves.0[offset..offset + run.len()], &curves.1[offset..offset + run.len()]);
                         mix_curves(run, line, wet, weights, gains);
                     }
                 }
@@ -361,11 +362,16 @@ impl AudioProcessor {
         // Samples [usable_from, usable_until) have wet audio now and `fade` samples beyond.
         let live = self.stream == Stream::Live;
         let usable_from = (self.stream_start - first_input).clamp(0, n as i64) as usize;
-        let usable_until = if live { (available_until - self.plan.fade as i64 - first_input).clamp(0, n as i64) as usize } else { 0 };
+        let usable_until =
+            if live { (available_until - self.plan.fade as i64 - first_input).clamp(0, n as i64) as usize } else { 0 };
         self.count_underrun(live, usable_from.max(usable_until), n);
 
         let whole_call_usable = live && usable_from == 0 && usable_until == n;
-        if whole_call_usable && self.availability.is_at(1.0) && self.mix.is_at(mix_target) && self.gain.is_at(gain_target) {
+        if whole_call_usable
+            && self.availability.is_at(1.0)
+            && self.mix.is_at(mix_target)
+            && self.gain.is_at(gain_target)
+        {
             return Some((mix_target, gain_target));
         }
         for (i, (weight, gain)) in self.wet_weight[..n].iter_mut().zip(&mut self.gain_curve[..n]).enumerate() {
@@ -454,12 +460,19 @@ mod tests {
 
     impl Harness {
         fn new(mode: RenderMode) -> Self {
-            let config = EngineConfig { sample_rate: RATE, max_buffer: CALL, channels: 1, block_ms: *BLOCK_MS_RANGE.start(), mode };
+            let config = EngineConfig {
+                sample_rate: RATE,
+                max_buffer: CALL,
+                channels: 1,
+                block_ms: *BLOCK_MS_RANGE.start(),
+                mode,
+            };
             let plan = LatencyPlan::new(RATE, CALL, config.block_ms, 0);
             let (to_worker, worker_in) = rtrb::RingBuffer::new(plan.ring_capacity(RATE));
             let (worker_out, from_worker) = rtrb::RingBuffer::new(plan.ring_capacity(RATE));
             let handshake = Arc::new(Handshake::default());
-            let audio = AudioProcessor::new(&config, plan, to_worker, from_worker, handshake.clone(), std::thread::current());
+            let audio =
+                AudioProcessor::new(&config, plan, to_worker, from_worker, handshake.clone(), std::thread::current());
             Self { audio, worker_in, worker_out, handshake }
         }
 

@@ -175,7 +175,11 @@ mod tests {
         }
     }
 
-    fn worker_with(stage: Box<dyn Stage>, block: usize, capacity: usize) -> (BlockWorker, Producer<f32>, Consumer<f32>, Arc<Handshake>) {
+    fn worker_with(
+        stage: Box<dyn Stage>,
+        block: usize,
+        capacity: usize,
+    ) -> (BlockWorker, Producer<f32>, Consumer<f32>, Arc<Handshake>) {
         let (to_worker, input) = rtrb::RingBuffer::new(capacity);
         let (output, from_worker) = rtrb::RingBuffer::new(capacity);
         let handshake = Arc::new(Handshake::default());

@@ -77,8 +77,7 @@ mod tests {
     fn delays_by_exactly_the_requested_samples_for_any_chunking() {
         let input: Vec<f32> = (1..=50).map(|i| i as f32).collect();
         for delay in [0, 1, 7, 13, 49, 50, 64] {
-            let expected: Vec<f32> =
-                (0..50).map(|i| if i >= delay { input[i - delay] } else { 0.0 }).collect();
+            let expected: Vec<f32> = (0..50).map(|i| if i >= delay { input[i - delay] } else { 0.0 }).collect();
             for chunk in [1, 3, 7, 16, 50] {
                 assert_eq!(delayed_through(delay, &input, chunk), expected, "delay {delay} chunk {chunk}");
             }

@@ -29,10 +29,17 @@ fn main() {
 }
 
 fn bench(frames: usize, calls: usize) {
-    let config = EngineConfig { sample_rate: SAMPLE_RATE, max_buffer: frames, channels: 2, block_ms: 100.0, mode: RenderMode::Realtime };
+    let config = EngineConfig {
+        sample_rate: SAMPLE_RATE,
+        max_buffer: frames,
+        channels: 2,
+        block_ms: 100.0,
+        mode: RenderMode::Realtime,
+    };
     let mut engine = Engine::start(config, Box::new(Identity)).expect("engine starts");
     let mut echo = Echo::start(frames);
-    let input: Vec<Vec<f32>> = (0..2).map(|c| (0..frames).map(|n| ((n + c) as f32 * 0.01).sin() * 0.5).collect()).collect();
+    let input: Vec<Vec<f32>> =
+        (0..2).map(|c| (0..frames).map(|n| ((n + c) as f32 * 0.01).sin() * 0.5).collect()).collect();
     let mut output = input.clone();
     let mut mono = vec![0.0f32; frames];
     let (mut process_ns, mut copy_ns, mut handoff_ns) = (Vec::new(), Vec::new(), Vec::new());

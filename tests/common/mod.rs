@@ -11,7 +11,12 @@ pub fn noise(seed: u64, len: usize, amplitude: f32) -> Vec<f32> {
 
 /// Runs `input` (one Vec per channel) through `engine`, cutting it into calls whose sizes
 /// come from `next_size`, and returns the output.
-pub fn render(engine: &mut Engine, input: &[Vec<f32>], controls: Controls, mut next_size: impl FnMut() -> usize) -> Vec<Vec<f32>> {
+pub fn render(
+    engine: &mut Engine,
+    input: &[Vec<f32>],
+    controls: Controls,
+    mut next_size: impl FnMut() -> usize,
+) -> Vec<Vec<f32>> {
     let mut output = input.to_vec();
     let len = input[0].len();
     let mut start = 0;

@@ -63,13 +63,8 @@ impl Plugin {
         let id = CString::from(descriptor.id().ok_or_else(|| anyhow!("the plugin has no id"))?);
         let info = HostInfo::new("rvc-stage test host", "RVC Stage", "https://example.invalid", "1.0")?;
         let main_thread = std::thread::current().id();
-        let instance = PluginInstance::<Host>::new(
-            |_| Shared::new(main_thread),
-            |_| MainThread::default(),
-            entry,
-            &id,
-            &info,
-        )?;
+        let instance =
+            PluginInstance::<Host>::new(|_| Shared::new(main_thread), |_| MainThread::default(), entry, &id, &info)?;
         Ok(Self { instance })
     }
 
@@ -134,7 +129,8 @@ impl Plugin {
         let handle = self.instance.plugin_handle();
         let value = params.get_value(&handle, id).ok_or_else(|| anyhow!("no value for {name:?}"))?;
         let mut buffer = [0u8; 256];
-        let text = params.value_to_text(&handle, id, value, &mut buffer).map_err(|_| anyhow!("no text for {name:?}"))?;
+        let text =
+            params.value_to_text(&handle, id, value, &mut buffer).map_err(|_| anyhow!("no text for {name:?}"))?;
         Ok(String::from_utf8_lossy(text).into_owned())
     }
 
@@ -171,7 +167,9 @@ impl Plugin {
         let render_mode = if settings.offline { RenderMode::Offline } else { RenderMode::Realtime };
         self.select_channels(input.len())?;
         let render = self.extension(|s| &s.render, "render")?;
-        render.set(&self.instance.plugin_handle(), render_mode).map_err(|_| anyhow!("the plugin refused render mode {render_mode:?}"))?;
+        render
+            .set(&self.instance.plugin_handle(), render_mode)
+            .map_err(|_| anyhow!("the plugin refused render mode {render_mode:?}"))?;
         let mut events = EventBuffer::new();
         for (name, text) in params {
             let (id, value) = self.param_from_text(name, text)?;
@@ -243,7 +241,9 @@ fn process_all(
         }
         let inputs = input_ports.with_input_buffers([AudioPortBuffer {
             latency: 0,
-            channels: AudioPortBufferType::f32_input_only(input_block.iter_mut().map(|b| InputChannel::variable(&mut b[..len]))),
+            channels: AudioPortBufferType::f32_input_only(
+                input_block.iter_mut().map(|b| InputChannel::variable(&mut b[..len])),
+            ),
         }]);
         let mut outputs = output_ports.with_output_buffers([AudioPortBuffer {
             latency: 0,
@@ -252,7 +252,14 @@ fn process_all(
         let call_events = if start == 0 { events } else { &no_events };
         out_events.clear();
         processor
-            .process(&inputs, &mut outputs, &call_events.as_input(), &mut out_events.as_output(), Some(start as u64), None)
+            .process(
+                &inputs,
+                &mut outputs,
+                &call_events.as_input(),
+                &mut out_events.as_output(),
+                Some(start as u64),
+                None,
+            )
             .with_context(|| format!("process call at sample {start} ({len} frames)"))?;
         for c in 0..channels {
             output[c][start..start + len].copy_from_slice(&output_block[c][..len]);
@@ -270,11 +277,7 @@ impl HostHandlers for Host {
     type AudioProcessor<'a> = ();
 
     fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
-        builder
-            .register::<HostLatency>()
-            .register::<HostLog>()
-            .register::<HostState>()
-            .register::<HostThreadCheck>();
+        builder.register::<HostLatency>().register::<HostLog>().register::<HostState>().register::<HostThreadCheck>();
     }
 }
 
@@ -352,7 +355,9 @@ impl HostStateImpl for MainThread {
 /// Fails with a message naming the first non-finite, subnormal or unwritten (NaN) sample.
 pub fn check_clean(output: &[Vec<f32>]) -> Result<()> {
     for (c, channel) in output.iter().enumerate() {
-        if let Some((i, x)) = channel.iter().enumerate().find(|(_, x)| !(x.is_finite() && (**x == 0.0 || x.is_normal()))) {
+        if let Some((i, x)) =
+            channel.iter().enumerate().find(|(_, x)| !(x.is_finite() && (**x == 0.0 || x.is_normal())))
+        {
             bail!("channel {c} sample {i} is {x:e} (NaN means the plugin did not write it)");
         }
     }

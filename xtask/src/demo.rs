@@ -27,7 +27,8 @@ pub fn run() -> Result<()> {
     let mut impulse = vec![0.0f32; impulse_at + reported + 1000];
     impulse[impulse_at] = 1.0;
     let response = plugin.render(settings, &[impulse.clone(), impulse], &[], || 512)?;
-    let peak = response.output[0].iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map_or(0, |(i, _)| i);
+    let peak =
+        response.output[0].iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map_or(0, |(i, _)| i);
     let measured = peak.saturating_sub(impulse_at);
 
     let voice = test_voice((SECONDS * SAMPLE_RATE) as usize + reported);
@@ -36,11 +37,8 @@ pub fn run() -> Result<()> {
     let render = plugin.render(settings, &input, &[], || 512)?;
     let render_time = started.elapsed();
     check_clean(&render.output)?;
-    let max_error = render.output[0][reported..]
-        .iter()
-        .zip(&input[0])
-        .map(|(out, x)| (out - x).abs())
-        .fold(0.0f32, f32::max);
+    let max_error =
+        render.output[0][reported..].iter().zip(&input[0]).map(|(out, x)| (out - x).abs()).fold(0.0f32, f32::max);
 
     let out_dir = crate::target_dir().join("demo");
     std::fs::create_dir_all(&out_dir)?;
@@ -52,7 +50,10 @@ pub fn run() -> Result<()> {
     println!("RVC Stage demo — {SECONDS} s of audio rendered offline through {}", bundle.display());
     println!("  stage                identity (the neural stages plug in here)");
     println!("  instantiate          {:.2} ms", instantiate.as_secs_f64() * 1000.0);
-    println!("  reported latency     {reported} samples ({:.1} ms at {SAMPLE_RATE} Hz, 100 ms blocks, 512-frame buffers)", ms(reported));
+    println!(
+        "  reported latency     {reported} samples ({:.1} ms at {SAMPLE_RATE} Hz, 100 ms blocks, 512-frame buffers)",
+        ms(reported)
+    );
     println!("  measured latency     {measured} samples (impulse at {impulse_at} came out at {peak})");
     println!("  output vs input      max |difference| {max_error:e} after latency compensation");
     println!("  render speed         {:.0}x real time", SECONDS / render_time.as_secs_f64());

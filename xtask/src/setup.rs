@@ -89,7 +89,8 @@ fn is_root() -> bool {
 /// A venv with the pinned test-only packages, rebuilt when the pins change.
 fn python_venv(cache: &Path) -> Result<PathBuf> {
     let requirements_path = crate::workspace_root().join("xtask/requirements-test.txt");
-    let requirements = fs::read(&requirements_path).with_context(|| format!("reading {}", requirements_path.display()))?;
+    let requirements =
+        fs::read(&requirements_path).with_context(|| format!("reading {}", requirements_path.display()))?;
     let venv = cache.join("venv");
     let python = venv.join("bin/python");
     let stamp = venv.join("requirements.sha256");
@@ -99,7 +100,10 @@ fn python_venv(cache: &Path) -> Result<PathBuf> {
         return Ok(python);
     }
     println!("setup: creating the Python test venv in {}", venv.display());
-    run_command(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv), "python3 -m venv (on Debian: apt-get install python3-venv)")?;
+    run_command(
+        Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv),
+        "python3 -m venv (on Debian: apt-get install python3-venv)",
+    )?;
     run_command(
         Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--only-binary=:all:", "-r"])
@@ -128,7 +132,15 @@ fn onnxruntime(cache: &Path, python: &Path) -> Result<Option<PathBuf>> {
     fs::create_dir_all(&download)?;
     run_command(
         Command::new(python)
-            .args(["-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps", "--only-binary=:all:"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--only-binary=:all:",
+            ])
             .args(["--python-version", "3.11", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64", "-d"])
             .arg(&download)
             .arg(ORT_REQUIREMENT),
@@ -137,9 +149,13 @@ fn onnxruntime(cache: &Path, python: &Path) -> Result<Option<PathBuf>> {
     let wheel_path = download.join(ORT_WHEEL);
     let wheel = fs::read(&wheel_path).with_context(|| format!("pip did not save {}", wheel_path.display()))?;
     let actual = hex_sha256(&wheel);
-    ensure!(actual == ORT_WHEEL_SHA256, "{ORT_WHEEL} has sha256 {actual}, expected {ORT_WHEEL_SHA256}: refusing to use it");
+    ensure!(
+        actual == ORT_WHEEL_SHA256,
+        "{ORT_WHEEL} has sha256 {actual}, expected {ORT_WHEEL_SHA256}: refusing to use it"
+    );
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wheel))?;
-    let mut entry = archive.by_name(ORT_LIBRARY_IN_WHEEL).with_context(|| format!("{ORT_LIBRARY_IN_WHEEL} is not in the wheel"))?;
+    let mut entry =
+        archive.by_name(ORT_LIBRARY_IN_WHEEL).with_context(|| format!("{ORT_LIBRARY_IN_WHEEL} is not in the wheel"))?;
     let mut out = fs::File::create(&library)?;
     std::io::copy(&mut entry, &mut out)?;
     fs::remove_dir_all(&download)?;
