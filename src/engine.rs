@@ -93,6 +93,9 @@ impl EngineStats {
 struct Handshake {
     requested: AtomicU32,
     acknowledged: AtomicU32,
+    /// Blocks published plus restarts acknowledged: lets an offline render tell a slow worker
+    /// from a hung one.
+    progress: AtomicU64,
     stop: std::sync::atomic::AtomicBool,
 }
 

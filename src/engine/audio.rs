@@ -95,9 +95,9 @@ pub struct AudioProcessor {
     late: bool,
     /// [`OFFLINE_WAIT_LIMIT`], a field so tests can shorten it.
     offline_wait_limit: Duration,
-    /// Offline only: the end of wet audio when a wait last timed out. While the worker has
-    /// not moved past it, it is considered hung and not waited for again.
-    hung_at: Option<i64>,
+    /// Offline only: the worker's progress count when a wait last timed out. While it stays
+    /// there the worker is considered hung and not waited for again.
+    hung_at: Option<u64>,
 }
 
 impl AudioProcessor {
@@ -230,8 +230,8 @@ impl AudioProcessor {
     fn finish_restart(&mut self) {
         let Stream::Restarting(serial) = self.stream else { return };
         if self.mode == RenderMode::Offline && self.availability.is_at(0.0) {
-            // A worker that does not acknowledge is caught by the timeout; the stream then
-            // simply stays dry until it does.
+            // A hung worker is caught by the timeout; the output then stays dry until the
+            // worker acknowledges.
             self.wait_until(|this| this.handshake.acknowledged.load(Ordering::Acquire) == serial);
         }
         if self.handshake.acknowledged.load(Ordering::Acquire) != serial || !self.availability.is_at(0.0) {
@@ -289,26 +289,22 @@ impl AudioProcessor {
         }
         let needed_end = last_input + self.plan.fade as i64 + 1;
         let wet_next = self.wet_next;
-        let available_until = |this: &Self| wet_next + this.from_worker.slots() as i64;
-        if self.hung_at.is_some_and(|hung_at| available_until(self) <= hung_at) {
+        self.wait_until(|this| wet_next + this.from_worker.slots() as i64 >= needed_end);
+    }
+
+    /// Offline only: polls `ready`, waking the worker, for at most `offline_wait_limit` —
+    /// or not at all while the worker has made no progress since a wait last timed out.
+    fn wait_until(&mut self, mut ready: impl FnMut(&Self) -> bool) {
+        let progress = self.handshake.progress.load(Ordering::Acquire);
+        if self.hung_at == Some(progress) {
             return;
         }
         self.hung_at = None;
-        if !self.wait_until(|this| available_until(this) >= needed_end) {
-            self.hung_at = Some(available_until(self));
-        }
-    }
-
-    /// Offline only: polls `ready`, waking the worker, for at most `offline_wait_limit`.
-    /// Returns whether `ready` came true.
-    fn wait_until(&self, mut ready: impl FnMut(&Self) -> bool) -> bool {
         let deadline = Instant::now() + self.offline_wait_limit;
-        loop {
-            if ready(self) {
-                return true;
-            }
+        while !ready(self) {
             if Instant::now() >= deadline {
-                return false;
+                self.hung_at = Some(self.handshake.progress.load(Ordering::Acquire));
+                return;
             }
             self.worker_thread.unpark();
             std::thread::sleep(OFFLINE_WAIT_POLL);
@@ -483,6 +479,7 @@ mod tests {
             }
             let requested = self.handshake.requested.load(Ordering::Acquire);
             self.handshake.acknowledged.store(requested, Ordering::Release);
+            self.handshake.progress.fetch_add(1, Ordering::Release);
         }
 
         /// Processes a call of constant 1.0 input and returns the output.
@@ -559,6 +556,13 @@ mod tests {
         assert_eq!(h.audio.stats().underruns(), 1);
         assert!(outputs[latency..].iter().all(|x| *x == 1.0));
         assert!(outputs[..latency].iter().all(|x| *x == 0.0));
+        assert!(h.audio.hung_at.is_some());
+        // A restart the hung worker never acknowledges does not make every call wait either.
+        h.audio.reset();
+        for _ in 0..5 {
+            h.call();
+            assert!(h.audio.hung_at.is_some());
+        }
         // Once the worker delivers again, waiting resumes and wet audio comes back.
         let mut later = Vec::new();
         for _ in 0..40 {

@@ -77,6 +77,7 @@ impl BlockWorker {
                 .push_entire_slice(&self.processed)
                 .expect("room for the block was checked above and only this thread pushes");
             self.filled = 0;
+            self.handshake.progress.fetch_add(1, Ordering::Release);
             return Step::Progress;
         }
         if took_input {
@@ -97,6 +98,7 @@ impl BlockWorker {
         self.stage.reset();
         self.acknowledged = requested;
         self.handshake.acknowledged.store(requested, Ordering::Release);
+        self.handshake.progress.fetch_add(1, Ordering::Release);
     }
 
     /// Moves available input into the block; returns whether any sample was taken.
