@@ -103,6 +103,30 @@ fn realtime_renders_with_random_buffer_sizes_stay_clean() {
     }
 }
 
+/// Random parameter values, bounds included, as clap-validator's parameter fuzzing sends them.
+#[test]
+fn parameter_fuzzing_keeps_the_output_clean() {
+    let entry = load(&bundle()).unwrap();
+    let mut plugin = Plugin::new(&entry).unwrap();
+    let mut rng = fastrand::Rng::with_seed(21);
+    let input = vec![noise(6, 20_000, 0.9), noise(7, 20_000, 0.9)];
+    for round in 0..12 {
+        let mix = format!("{}%", [0, 100, rng.u32(0..=100)][round % 3]);
+        let gain = format!("{}", [-36.0, 12.0, rng.f32() * 48.0 - 36.0][round % 3]);
+        let block = format!("{}", [50, 500, rng.u32(50..=500)][round % 3]);
+        let bypass = if rng.bool() { "Bypassed" } else { "Not Bypassed" };
+        let params = [
+            ("Dry/Wet", mix.as_str()),
+            ("Output Gain", gain.as_str()),
+            ("Block Size", block.as_str()),
+            ("Bypass", bypass),
+        ];
+        let settings = Settings::new(44_100.0, 1024, round % 2 == 0);
+        let render = plugin.render(settings, &input, &params, random_sizes(round as u64, 1024)).unwrap();
+        check_clean(&render.output).unwrap_or_else(|e| panic!("{params:?}: {e}"));
+    }
+}
+
 #[test]
 fn mono_layout_is_supported() {
     let entry = load(&bundle()).unwrap();

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, MainPortInfo, PluginAudioPortsConfig};
 use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::log::{HostLog, HostLogImpl, LogSeverity};
@@ -261,7 +261,12 @@ fn process_all(
                 None,
             )
             .with_context(|| format!("process call at sample {start} ({len} frames)"))?;
+        drop(inputs);
         for c in 0..channels {
+            ensure!(
+                input_block[c][..len] == input[c][start..start + len],
+                "the plugin modified its input (call at sample {start})"
+            );
             output[c][start..start + len].copy_from_slice(&output_block[c][..len]);
         }
         start += len;
