@@ -123,7 +123,7 @@ impl Engine {
             return Err(EngineError::NoChannels);
         }
         let plan = LatencyPlan::new(config.sample_rate, config.max_buffer, config.block_ms, stage.latency_samples());
-        let capacity = plan.ring_capacity(config.sample_rate);
+        let capacity = plan.ring_capacity();
         let (to_worker, worker_input) = rtrb::RingBuffer::new(capacity);
         let (worker_output, from_worker) = rtrb::RingBuffer::new(capacity);
         let handshake = Arc::new(Handshake::default());

@@ -464,8 +464,8 @@ mod tests {
                 mode,
             };
             let plan = LatencyPlan::new(RATE, CALL, config.block_ms, 0);
-            let (to_worker, worker_in) = rtrb::RingBuffer::new(plan.ring_capacity(RATE));
-            let (worker_out, from_worker) = rtrb::RingBuffer::new(plan.ring_capacity(RATE));
+            let (to_worker, worker_in) = rtrb::RingBuffer::new(plan.ring_capacity());
+            let (worker_out, from_worker) = rtrb::RingBuffer::new(plan.ring_capacity());
             let handshake = Arc::new(Handshake::default());
             let audio =
                 AudioProcessor::new(&config, plan, to_worker, from_worker, handshake.clone(), std::thread::current());
@@ -521,6 +521,26 @@ mod tests {
         assert!(first_wet < dry_from && dry_from < back_to_wet, "wet, then dry during the stall, then wet again");
         assert_eq!(h.audio.stats().underruns(), 1);
         assert_eq!(h.audio.stats().restarts(), 0, "a short stall does not restart the stream");
+    }
+
+    #[test]
+    fn a_stall_longer_than_the_ring_restarts_the_stream_smoothly() {
+        let mut h = Harness::new(RenderMode::Realtime);
+        let latency = h.audio.latency_samples();
+        let stall = h.audio.plan.ring_capacity() / CALL + 1; // calls: enough to fill the ring
+        let mut outputs = Vec::new();
+        for call in 0..30 + stall + 60 {
+            if !(30..30 + stall).contains(&call) {
+                h.serve();
+            }
+            outputs.extend(h.call());
+        }
+        let weights = wet_weights(&outputs[latency..]);
+        assert_ramps_by_fade_steps(&weights);
+        assert_eq!(h.audio.stats().restarts(), 1);
+        assert_eq!(h.audio.stats().underruns(), 1, "one stall, one under-run, restart or not");
+        assert_eq!(h.audio.stream, Stream::Live);
+        assert!(weights.ends_with(&[1.0; 10]), "wet again after the restart");
     }
 
     #[test]
