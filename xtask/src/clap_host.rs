@@ -261,7 +261,6 @@ fn process_all(
                 None,
             )
             .with_context(|| format!("process call at sample {start} ({len} frames)"))?;
-        drop(inputs);
         for c in 0..channels {
             // Bitwise, so NaN inputs compare equal to themselves.
             let unchanged = input_block[c][..len]
