@@ -182,3 +182,20 @@ fn engine_rejects_configurations_it_cannot_run_with_a_clear_error() {
         assert!(error.to_string().contains(message), "{error}");
     }
 }
+
+#[test]
+fn wet_is_the_channel_average_for_any_channel_count() {
+    for channels in [1, 2, 3, 6] {
+        let input: Vec<Vec<f32>> = (0..channels).map(|c| noise(20 + c as u64, 12_000, 0.5)).collect();
+        let mut engine = offline(32_000.0, 256, channels, Box::new(Identity));
+        let latency = engine.latency_samples();
+        let output = render(&mut engine, &input, Controls::default(), random_sizes(15, 256));
+        for n in latency..12_000 {
+            let sum: f32 = input.iter().map(|c| c[n - latency]).sum();
+            let average = if channels == 2 { sum * 0.5 } else { sum * (1.0 / channels as f32) };
+            for (c, channel) in output.iter().enumerate() {
+                assert_eq!(channel[n], average, "{channels} channels, channel {c}, sample {n}");
+            }
+        }
+    }
+}

@@ -81,6 +81,9 @@ pub struct AudioProcessor {
     position: i64,
     /// First input index sent in the current worker stream; wet audio is used from here on.
     stream_start: i64,
+    /// Input index before which the dry delay lines hold silence (they start empty and
+    /// `reset` empties them).
+    silent_before: i64,
     /// Input index of the next sample waiting in `from_worker`. A stage with algorithmic delay
     /// `S` first emits `S` warm-up samples, which belong to indices before `stream_start`.
     wet_next: i64,
@@ -128,6 +131,7 @@ impl AudioProcessor {
             gain_curve: vec![0.0; config.max_buffer],
             position: 0,
             stream_start: 0,
+            silent_before: 0,
             wet_next: -(plan.stage as i64),
             stream: Stream::Live,
             restart_serial,
@@ -177,6 +181,7 @@ impl AudioProcessor {
         for line in &mut self.dry {
             line.clear();
         }
+        self.silent_before = self.position;
         self.availability.jump_to(0.0);
         self.late = false;
         if self.stream == Stream::Live && self.position == self.stream_start {
@@ -251,10 +256,17 @@ impl AudioProcessor {
     fn downmix(&mut self, channels: &[&mut [f32]], range: std::ops::Range<usize>) {
         let used = self.dry.len().min(channels.len());
         let mono = &mut self.mono[..range.len()];
-        for (c, channel) in channels.iter().take(used).enumerate() {
-            accumulate_flushed(mono, &channel[range.clone()], c == 0);
+        // Mono and stereo, the plugin's layouts, take one pass; other counts (the CLI) three.
+        match &channels[..used] {
+            [only] => copy_flushed(mono, &only[range]),
+            [left, right] => average_flushed(mono, &left[range.clone()], &right[range]),
+            all => {
+                for (c, channel) in all.iter().enumerate() {
+                    accumulate_flushed(mono, &channel[range.clone()], c == 0);
+                }
+                scale_flushed(mono, 1.0 / used as f32);
+            }
         }
-        scale_flushed(mono, 1.0 / used as f32);
     }
 
     /// Hands the downmix to the worker. If the worker has stalled so long that the ring is
@@ -357,12 +369,16 @@ impl AudioProcessor {
         let (mix_target, gain_target) = if controls.bypass { (0.0, 1.0) } else { (controls.mix, controls.gain) };
         // Samples [usable_from, usable_until) have wet audio now and `fade` samples beyond.
         let live = self.stream == Stream::Live;
-        let usable_from = (self.stream_start - first_input).clamp(0, n as i64) as usize;
-        let usable_until =
-            if live { (available_until - self.plan.fade as i64 - first_input).clamp(0, n as i64) as usize } else { 0 };
+        let index = |input: i64| (input - first_input).clamp(0, n as i64) as usize;
+        let usable_from = index(self.stream_start);
+        let usable_until = if live { index(available_until - self.plan.fade as i64) } else { 0 };
+        // Where the dry signal is known silence, the wet one is too (the stage hears silence
+        // there), so the weight may already stand at 1: a stream that starts from silence — a
+        // new engine, or after a reset — is wet from its first sample, with no fade-in.
+        let silent_until = if live { index(self.silent_before) } else { 0 };
         self.count_underrun(live, usable_from.max(usable_until), n);
 
-        let whole_call_usable = live && usable_from == 0 && usable_until == n;
+        let whole_call_usable = live && (silent_until == n || (usable_from <= silent_until && usable_until == n));
         if whole_call_usable
             && self.availability.is_at(1.0)
             && self.mix.is_at(mix_target)
@@ -371,7 +387,7 @@ impl AudioProcessor {
             return Some((mix_target, gain_target));
         }
         for (i, (weight, gain)) in self.wet_weight[..n].iter_mut().zip(&mut self.gain_curve[..n]).enumerate() {
-            let usable = (usable_from..usable_until).contains(&i);
+            let usable = i < silent_until || (usable_from..usable_until).contains(&i);
             *weight = self.mix.next(mix_target) * self.availability.next(if usable { 1.0 } else { 0.0 });
             *gain = self.gain.next(gain_target);
         }
@@ -394,6 +410,22 @@ impl AudioProcessor {
 
 // The loops below are the audio thread's whole per-sample work. They are compiled for AVX2
 // as well as the baseline and picked at run time, since plugins ship as one binary.
+
+/// `mono = flush(x)`.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn copy_flushed(mono: &mut [f32], x: &[f32]) {
+    for (m, x) in mono.iter_mut().zip(x) {
+        *m = flush(*x);
+    }
+}
+
+/// `mono = flush((flush(left) + flush(right)) / 2)`.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn average_flushed(mono: &mut [f32], left: &[f32], right: &[f32]) {
+    for ((m, l), r) in mono.iter_mut().zip(left).zip(right) {
+        *m = flush((flush(*l) + flush(*r)) * 0.5);
+    }
+}
 
 /// `sum = x` (if `first`) or `sum += x`, with `x` flushed.
 #[multiversion(targets("x86_64+avx2+fma"))]
@@ -418,13 +450,15 @@ fn scale_flushed(samples: &mut [f32], scale: f32) {
 }
 
 /// Stores the new input (sanitised) in the delay line and replaces it in `run` by
-/// `(dry + (wet - dry) * weight) * gain`, flushed, where `dry` is the delayed input from `line`.
+/// `(dry * (1 - weight) + wet * weight) * gain`, flushed, where `dry` is the delayed input from
+/// `line`. This form is exact at the ends: weight 1 gives the wet sample, 0 the dry one.
 /// The steady-state path.
 #[multiversion(targets("x86_64+avx2+fma"))]
 fn mix_constant(run: &mut [f32], line: &mut [f32], wet: &[f32], weight: f32, gain: f32) {
+    let dry_weight = 1.0 - weight;
     for ((x, slot), w) in run.iter_mut().zip(line.iter_mut()).zip(wet) {
         let dry = std::mem::replace(slot, flush(*x));
-        *x = flush((dry + (*w - dry) * weight) * gain);
+        *x = flush((dry * dry_weight + *w * weight) * gain);
     }
 }
 
@@ -433,7 +467,7 @@ fn mix_constant(run: &mut [f32], line: &mut [f32], wet: &[f32], weight: f32, gai
 fn mix_curves(run: &mut [f32], line: &mut [f32], wet: &[f32], weights: &[f32], gains: &[f32]) {
     for ((((x, slot), w), k), g) in run.iter_mut().zip(line.iter_mut()).zip(wet).zip(weights).zip(gains) {
         let dry = std::mem::replace(slot, flush(*x));
-        *x = flush((dry + (*w - dry) * *k) * *g);
+        *x = flush((dry * (1.0 - *k) + *w * *k) * *g);
     }
 }
 
@@ -544,7 +578,7 @@ mod tests {
     }
 
     #[test]
-    fn wet_audio_is_used_from_the_first_sample_the_latency_allows() {
+    fn a_stream_that_starts_from_silence_is_wet_from_its_first_sample() {
         let mut h = Harness::new(RenderMode::Realtime);
         let latency = h.audio.latency_samples();
         let mut outputs = Vec::new();
@@ -552,14 +586,10 @@ mod tests {
             h.serve();
             outputs.extend(h.call());
         }
-        // Before the latency: silence from the empty delay line. Then the stream fades in over
-        // one fade length and stays wet.
+        // Before the latency: silence from the empty delay line. Then wet from the first
+        // sample: the stream started from silence, so there is nothing to fade in from.
         assert!(outputs[..latency].iter().all(|x| *x == 0.0));
-        let weights = wet_weights(&outputs[latency..]);
-        for (i, g) in weights[..10].iter().enumerate() {
-            assert!((g - (i + 1) as f32 / 10.0).abs() < 1e-6, "sample {i} of the fade-in: {g}");
-        }
-        assert!(weights[10..].iter().all(|g| *g == 1.0));
+        assert!(wet_weights(&outputs[latency..]).iter().all(|g| *g == 1.0));
         assert_eq!(h.audio.stats().underruns(), 0);
     }
 
@@ -572,10 +602,15 @@ mod tests {
         for _ in 0..40 {
             outputs.extend(h.call()); // nobody serves: the worker is hung
         }
-        // The first wait times out, the rest do not wait; the output is the delayed dry signal.
+        // The first wait times out, the rest do not wait; the output fades from the (silent)
+        // start of the stream to the delayed dry signal and stays there.
+        let fade = h.audio.plan.fade;
         assert_eq!(h.audio.stats().underruns(), 1);
-        assert!(outputs[latency..].iter().all(|x| *x == 1.0));
         assert!(outputs[..latency].iter().all(|x| *x == 0.0));
+        for (i, out) in outputs[latency..latency + fade].iter().enumerate() {
+            assert!((out - (i + 1) as f32 / fade as f32).abs() < 1e-6, "fade sample {i}: {out}");
+        }
+        assert!(outputs[latency + fade..].iter().all(|x| *x == 1.0));
         assert!(h.audio.hung_at.is_some());
         // A restart the hung worker never acknowledges does not make every call wait either.
         h.audio.reset();
