@@ -1,0 +1,56 @@
+//! Worker threads live exactly as long as an activation: one while active, none after
+//! deactivation or after the plugin is destroyed. Alone in its test binary, so no other test's
+//! threads are counted.
+
+#[path = "../xtask/src/clap_host.rs"]
+#[allow(dead_code)] // each test binary uses part of the host
+mod clap_host;
+
+use clack_host::prelude::PluginEntry;
+use clap_host::{Plugin, Settings};
+
+/// Threads of this process whose name starts like the engine's worker ("rvc-stage-worker",
+/// which Linux truncates to 15 bytes).
+fn worker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|name| name.starts_with("rvc-stage-work"))
+        .count()
+}
+
+#[test]
+fn a_worker_lives_exactly_as_long_as_an_activation() {
+    // SAFETY: the entry is this crate's own CLAP export.
+    let entry = unsafe { PluginEntry::load_from_raw(&rvc_stage::plugin::clap_entry, c"rvc-stage.clap") }.unwrap();
+    let mut first = Plugin::new(&entry).unwrap();
+    let mut second = Plugin::new(&entry).unwrap();
+    assert_eq!(worker_threads(), 0, "instantiating starts nothing");
+
+    let settings = Settings::new(48_000.0, 64, false);
+    let input = vec![vec![0.0f32; 64]; 2];
+    let mut during = Vec::new();
+    first
+        .render(settings, &input, &[], || {
+            during.push(worker_threads());
+            64
+        })
+        .unwrap();
+    assert_eq!(during, [1], "one worker while active");
+    assert_eq!(worker_threads(), 0, "deactivation joins the worker");
+
+    // Re-activation and a second instance each run one fresh worker; none leaks.
+    for index in [0, 1, 0] {
+        let plugin = if index == 0 { &mut first } else { &mut second };
+        plugin
+            .render(settings, &input, &[], || {
+                during.push(worker_threads());
+                64
+            })
+            .unwrap();
+        assert_eq!(worker_threads(), 0);
+    }
+    assert_eq!(during, [1, 1, 1, 1]);
+    drop((first, second));
+    assert_eq!(worker_threads(), 0);
+}
