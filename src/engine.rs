@@ -102,9 +102,9 @@ struct Handshake {
 /// One running engine: the audio-thread half plus the worker thread it feeds.
 pub struct Engine {
     audio: AudioProcessor,
-    /// Joined on drop; declared after `audio` only for readability, drop order does not matter
-    /// because the worker never blocks on the audio half.
-    worker: worker::WorkerThread,
+    /// Stopped and joined when the engine is dropped. Never touched otherwise: the two halves
+    /// talk only through the rings and the handshake.
+    _worker: worker::WorkerThread,
 }
 
 impl Engine {
@@ -133,7 +133,7 @@ impl Engine {
         )
         .map_err(EngineError::WorkerSpawn)?;
         let audio = AudioProcessor::new(&config, plan, to_worker, from_worker, handshake, worker.thread().clone());
-        Ok(Self { audio, worker })
+        Ok(Self { audio, _worker: worker })
     }
 
     /// The constant delay, in samples, between an input sample and its output.
@@ -157,10 +157,5 @@ impl Engine {
     /// Audio thread: see [`AudioProcessor::reset`].
     pub fn reset(&mut self) {
         self.audio.reset();
-    }
-
-    /// True while the worker thread runs (it only stops when the engine is dropped).
-    pub fn worker_is_running(&self) -> bool {
-        !self.worker.is_finished()
     }
 }
