@@ -39,7 +39,7 @@ impl RvcStage {
 impl Plugin for RvcStage {
     const NAME: &'static str = "RVC Stage";
     const VENDOR: &'static str = "RVC Stage";
-    const URL: &'static str = env!("CARGO_PKG_HOMEPAGE");
+    const URL: &'static str = "";
     const EMAIL: &'static str = "";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
