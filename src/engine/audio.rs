@@ -344,17 +344,19 @@ impl AudioProcessor {
         let offset = (from - first_input) as usize;
         let wet = &mut self.wet[..n];
         wet[..offset.min(n)].fill(0.0);
-        match self.from_worker.read_chunk(count) {
-            Ok(chunk) => {
-                let (head, tail) = chunk.as_slices();
-                wet[offset..offset + head.len()].copy_from_slice(head);
-                wet[offset + head.len()..offset + count].copy_from_slice(tail);
-                chunk.commit_all();
-                self.wet_next += count as i64;
+        if count > 0 {
+            match self.from_worker.read_chunk(count) {
+                Ok(chunk) => {
+                    let (head, tail) = chunk.as_slices();
+                    wet[offset..offset + head.len()].copy_from_slice(head);
+                    wet[offset + head.len()..offset + count].copy_from_slice(tail);
+                    chunk.commit_all();
+                    self.wet_next += count as i64;
+                }
+                // `count` never exceeds what is queued; this arm only keeps a panic path off
+                // the audio thread.
+                Err(_) => wet[offset..offset + count].fill(0.0),
             }
-            // `count` never exceeds what is queued; this arm only keeps a panic path off the
-            // audio thread.
-            Err(_) => wet[offset..offset + count].fill(0.0),
         }
         wet[(offset + count).min(n)..].fill(0.0);
         available_until
