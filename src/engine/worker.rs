@@ -147,7 +147,6 @@ impl WorkerThread {
     pub fn thread(&self) -> &Thread {
         self.handle.as_ref().expect("only taken in drop").thread()
     }
-
 }
 
 impl Drop for WorkerThread {
