@@ -181,3 +181,25 @@ fn hostile_sizes_are_refused_by_name() {
     assert!(inspect_without_allocating(b"").unwrap_err().to_string().contains("ends early"));
     assert!(inspect_without_allocating(b"RIFF....WAVEfmt ").unwrap_err().to_string().contains("\"RIFF\""));
 }
+
+#[test]
+fn cli_index_info_describes_good_files_and_explains_bad_ones() {
+    let run = |path: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rvc-stage")).args(["index", "info"]).arg(path).output().unwrap()
+    };
+    let good = run(&fixtures().join("ivf_pq_fs_768.index"));
+    assert!(good.status.success());
+    let text = String::from_utf8_lossy(&good.stdout);
+    for expected in
+        ["IxRF", "PQ 384x4 bits", "k_factor 4", "2000 of dimension 768, L2 distance", "lists       32, nprobe 1"]
+    {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+    let truncated = fixtures().join("truncated.index");
+    let bytes = read("rvc_ivf_flat_256_l2");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let bad = run(&truncated);
+    assert_eq!(bad.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(message.contains("is not a usable index") && message.contains("ends early"), "{message}");
+}

@@ -2,11 +2,13 @@
 //! very engine the plugin runs (audio half plus worker thread), in offline mode.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rvc_stage::engine::{Controls, Engine, EngineConfig, Identity, RenderMode, BLOCK_MS_RANGE};
+use rvc_stage::retrieval::{inspect, IndexLayout, Metric};
 
 #[derive(Parser)]
 #[command(version, about = "RVC Stage: real-time retrieval-based voice conversion", long_about = None)]
@@ -20,6 +22,19 @@ enum Command {
     /// Render a WAV file offline through the engine, exactly as the plugin processes it in a
     /// bounce. The output is latency-compensated: same length and alignment as the input.
     Render(RenderArgs),
+    /// Work with faiss feature indexes (RVC `.index` files).
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Check an index file completely and describe it: type, dimension, vector count, lists,
+    /// nprobe, refine k_factor, bytes per vector. A damaged or unsupported file is explained.
+    Info {
+        /// The `.index` file.
+        path: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -43,9 +58,18 @@ struct RenderArgs {
     buffer: usize,
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
         Command::Render(args) => render(&args),
+        Command::Index(IndexCommand::Info { path }) => index_info(&path),
+    };
+    // One plain line per failure, causes included; no backtrace, whatever RUST_BACKTRACE says.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -94,6 +118,31 @@ fn render(args: &RenderArgs) -> Result<()> {
         latency as f64 * 1000.0 / f64::from(spec.sample_rate),
         engine.stats().underruns()
     );
+    Ok(())
+}
+
+fn index_info(path: &PathBuf) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let summary = inspect(&bytes).with_context(|| format!("{} is not a usable index", path.display()))?;
+    let metric = match summary.metric {
+        Metric::L2 => "L2 distance",
+        Metric::InnerProduct => "inner product",
+    };
+    let (kind, bytes_per_vector) = match summary.layout {
+        IndexLayout::IvfFlat => ("IVF-Flat (\"IwFl\", RVC's own layout)".to_string(), summary.dim * 4),
+        IndexLayout::IvfPqFastScanRefineFlat { pq_m, by_residual, k_factor } => (
+            format!(
+                "IVF-PQ fast-scan with flat refine (\"IxRF\" over \"IwPf\"): PQ {pq_m}x4 bits{}, refine k_factor {k_factor}",
+                if by_residual { " on residuals" } else { "" }
+            ),
+            pq_m.div_ceil(2) + summary.dim * 4,
+        ),
+    };
+    println!("{}", path.display());
+    println!("  type        {kind}");
+    println!("  vectors     {} of dimension {}, {metric}", summary.vectors, summary.dim);
+    println!("  lists       {}, nprobe {} as saved", summary.nlist, summary.nprobe);
+    println!("  size        {:.1} MiB ({bytes_per_vector} bytes per vector)", bytes.len() as f64 / (1024.0 * 1024.0));
     Ok(())
 }
 

@@ -66,8 +66,7 @@ pub enum IndexFileError {
     Truncated { what: &'static str, offset: usize, needed: u64, available: usize },
     #[error(
         "unsupported index type {found} at byte {offset}: RVC Stage reads IVF-Flat indexes (\"IwFl\", what RVC \
-         writes) and IVF-PQ fast-scan indexes with a flat refine (\"IxRF\" over \"IwPf\"); `rvc-stage index \
-         convert` rebuilds other indexes from their vectors"
+         writes) and IVF-PQ fast-scan indexes with a flat refine (\"IxRF\" over \"IwPf\")"
     )]
     UnsupportedType { found: FourCc, offset: usize },
     #[error("unsupported {what} {found} at byte {offset}: expected {expected}")]
