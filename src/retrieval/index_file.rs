@@ -226,18 +226,7 @@ fn ivf(r: &mut Reader) -> Result<(Header, u64, u64)> {
 fn ivf_flat(r: &mut Reader) -> Result<IndexSummary> {
     let (h, nlist, nprobe) = ivf(r)?;
     let lists_at = r.offset;
-    let found = r.fourcc("inverted lists")?;
-    match &found.0 {
-        b"ilar" => {}
-        _ => {
-            return Err(IndexFileError::UnsupportedPart {
-                what: "inverted lists",
-                found,
-                offset: lists_at,
-                expected: "\"ilar\" (in-memory array lists)",
-            })
-        }
-    }
+    r.expect_fourcc("inverted lists", b"ilar", "\"ilar\" (in-memory array lists)")?;
     r.u64_equal("list count of the inverted lists", nlist)?;
     let code_size = r.u64("code size")?;
     r.expect_equal(code_size, h.dim * 4, "code size of IVF-Flat lists", r.offset - 8)?;
@@ -343,18 +332,7 @@ fn ivf_pq_fast_scan(r: &mut Reader) -> Result<(Header, u64, u64, u64, bool)> {
     r.expect_equal(m2, m.div_ceil(2) * 2, "padded sub-quantizer count (M2)", m2_at)?;
 
     let lists_at = r.offset;
-    let found = r.fourcc("inverted lists")?;
-    match &found.0 {
-        b"ilbl" => {}
-        _ => {
-            return Err(IndexFileError::UnsupportedPart {
-                what: "inverted lists",
-                found,
-                offset: lists_at,
-                expected: "\"ilbl\" (fast-scan block lists)",
-            })
-        }
-    }
+    r.expect_fourcc("inverted lists", b"ilbl", "\"ilbl\" (fast-scan block lists)")?;
     r.u64_equal("list count of the inverted lists", nlist)?;
     r.u64_equal("code size marker of block lists", u64::MAX)?;
     r.u64_equal("vectors per block", FAST_SCAN_BLOCK)?;
@@ -377,18 +355,7 @@ fn ivf_pq_fast_scan(r: &mut Reader) -> Result<(Header, u64, u64, u64, bool)> {
 fn refine_flat(r: &mut Reader) -> Result<IndexSummary> {
     let h = header(r)?;
     let base_at = r.offset;
-    let found = r.fourcc("refined index")?;
-    match &found.0 {
-        b"IwPf" => {}
-        _ => {
-            return Err(IndexFileError::UnsupportedPart {
-                what: "refined index",
-                found,
-                offset: base_at,
-                expected: "\"IwPf\" (IVF-PQ fast-scan)",
-            })
-        }
-    }
+    r.expect_fourcc("refined index", b"IwPf", "\"IwPf\" (IVF-PQ fast-scan)")?;
     let (base, nlist, nprobe, pq_m, by_residual) = ivf_pq_fast_scan(r)?;
     r.expect_equal(base.dim, h.dim, "dimension of the refined index", base_at + 4)?;
     r.expect_equal(base.vectors, h.vectors, "vector count of the refined index", base_at + 8)?;
@@ -476,6 +443,17 @@ impl<'a> Reader<'a> {
 
     fn fourcc(&mut self, what: &'static str) -> Result<FourCc> {
         self.take::<4>(what).map(FourCc)
+    }
+
+    /// Reads a fourcc that must be `wanted` (`expected` describes it for the error).
+    fn expect_fourcc(&mut self, what: &'static str, wanted: &[u8; 4], expected: &'static str) -> Result<()> {
+        let offset = self.offset;
+        let found = self.fourcc(what)?;
+        if &found.0 == wanted {
+            Ok(())
+        } else {
+            Err(IndexFileError::UnsupportedPart { what, found, offset, expected })
+        }
     }
 
     fn u8_in(&mut self, what: &'static str, lo: i128, hi: i128) -> Result<u8> {
