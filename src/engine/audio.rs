@@ -522,6 +522,19 @@ mod tests {
             self.handshake.progress.fetch_add(1, Ordering::Release);
         }
 
+        /// Runs `before + stall + after` calls; the worker serves all but the `stall` middle ones,
+        /// then catches up at once. Returns the output.
+        fn run_with_stall(&mut self, before: usize, stall: usize, after: usize) -> Vec<f32> {
+            let mut outputs = Vec::new();
+            for call in 0..before + stall + after {
+                if !(before..before + stall).contains(&call) {
+                    self.serve();
+                }
+                outputs.extend(self.call());
+            }
+            outputs
+        }
+
         /// Processes a call of constant 1.0 input and returns the output.
         fn call(&mut self) -> [f32; CALL] {
             let mut block = [1.0; CALL];
@@ -545,14 +558,7 @@ mod tests {
     fn late_worker_fades_to_dry_and_back_and_counts_one_underrun() {
         let mut h = Harness::new(RenderMode::Realtime);
         let latency = h.audio.latency_samples();
-        let mut outputs = Vec::new();
-        for call in 0..80 {
-            // The worker stalls for 20 calls (200 samples), then catches up at once.
-            if !(30..50).contains(&call) {
-                h.serve();
-            }
-            outputs.extend(h.call());
-        }
+        let outputs = h.run_with_stall(30, 20, 30); // a 200-sample stall
         let weights = wet_weights(&outputs[latency..]);
         assert_ramps_by_fade_steps(&weights);
         let dry_from = weights.iter().position(|g| *g == 0.0).unwrap();
@@ -568,13 +574,7 @@ mod tests {
         let mut h = Harness::new(RenderMode::Realtime);
         let latency = h.audio.latency_samples();
         let stall = h.audio.plan.ring_capacity() / CALL + 1; // calls: enough to fill the ring
-        let mut outputs = Vec::new();
-        for call in 0..30 + stall + 60 {
-            if !(30..30 + stall).contains(&call) {
-                h.serve();
-            }
-            outputs.extend(h.call());
-        }
+        let outputs = h.run_with_stall(30, stall, 60);
         let weights = wet_weights(&outputs[latency..]);
         assert_ramps_by_fade_steps(&weights);
         assert_eq!(h.audio.stats().restarts(), 1);
