@@ -199,3 +199,20 @@ fn wet_is_the_channel_average_for_any_channel_count() {
         }
     }
 }
+
+/// A stage's own delay is part of the reported latency and compensated exactly.
+#[test]
+fn stage_latency_is_reported_and_compensated() {
+    for stage_delay in [1, 37, 5000] {
+        let mut engine = offline(44_100.0, 128, 1, Box::new(DelayedHalf::new(stage_delay)));
+        let without_stage = offline(44_100.0, 128, 1, Box::new(Identity)).latency_samples();
+        let latency = engine.latency_samples();
+        assert_eq!(latency, without_stage + stage_delay);
+        let at = 300;
+        let mut input = vec![0.0; at + latency + 500];
+        input[at] = 1.0;
+        let output = render(&mut engine, &[input], Controls::default(), random_sizes(stage_delay as u64, 128));
+        let peaks: Vec<(usize, f32)> = output[0].iter().copied().enumerate().filter(|(_, x)| *x != 0.0).collect();
+        assert_eq!(peaks, [(at + latency, 0.5)], "stage delay {stage_delay}");
+    }
+}

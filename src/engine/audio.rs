@@ -175,8 +175,9 @@ impl AudioProcessor {
     }
 
     /// Clears all state without allocating: the dry lines fall silent and the worker stream
-    /// restarts. Output resumes as delayed dry audio and fades into wet once the worker has
-    /// caught up.
+    /// restarts. After `latency` samples of silence the output is wet from the first sample if
+    /// the worker acknowledged in time (always, offline); otherwise it is delayed dry audio
+    /// that fades into wet once the worker has caught up.
     pub fn reset(&mut self) {
         for line in &mut self.dry {
             line.clear();
@@ -294,9 +295,12 @@ impl AudioProcessor {
     }
 
     /// Offline only: waits until wet audio reaches `fade` samples past `last_input`, the most
-    /// any sample of this call can need.
+    /// any sample of this call can need. Waits as soon as the call reaches the stream's first
+    /// wet sample, which a stage with algorithmic delay emits before `stream_start`, so that
+    /// offline output never depends on timing.
     fn wait_for_wet(&mut self, last_input: i64) {
-        if self.stream != Stream::Live || last_input < self.stream_start {
+        let first_wet = self.stream_start - self.plan.stage as i64;
+        if self.stream != Stream::Live || last_input < first_wet {
             return;
         }
         let needed_end = last_input + self.plan.fade as i64 + 1;

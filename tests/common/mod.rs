@@ -91,3 +91,29 @@ pub fn assert_clean(output: &[Vec<f32>]) {
         }
     }
 }
+
+/// Delays audio by a fixed number of samples and halves it: a stage with algorithmic delay.
+pub struct DelayedHalf {
+    pub line: std::collections::VecDeque<f32>,
+}
+
+impl DelayedHalf {
+    pub fn new(delay: usize) -> Self {
+        Self { line: std::iter::repeat_n(0.0, delay).collect() }
+    }
+}
+
+impl Stage for DelayedHalf {
+    fn latency_samples(&self) -> usize {
+        self.line.len()
+    }
+    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        for (out, x) in output.iter_mut().zip(input) {
+            self.line.push_back(*x);
+            *out = 0.5 * self.line.pop_front().unwrap();
+        }
+    }
+    fn reset(&mut self) {
+        self.line.iter_mut().for_each(|x| *x = 0.0);
+    }
+}
