@@ -295,12 +295,10 @@ impl AudioProcessor {
     }
 
     /// Offline only: waits until wet audio reaches `fade` samples past `last_input`, the most
-    /// any sample of this call can need. Waits as soon as the call reaches the stream's first
-    /// wet sample, which a stage with algorithmic delay emits before `stream_start`, so that
-    /// offline output never depends on timing.
+    /// any sample of this call can need, so that offline output never depends on timing.
+    /// Returns at once when that is already the case (e.g. before the stream's first sample).
     fn wait_for_wet(&mut self, last_input: i64) {
-        let first_wet = self.stream_start - self.plan.stage as i64;
-        if self.stream != Stream::Live || last_input < first_wet {
+        if self.stream != Stream::Live {
             return;
         }
         let needed_end = last_input + self.plan.fade as i64 + 1;
@@ -383,12 +381,13 @@ impl AudioProcessor {
         let usable_from = index(self.stream_start);
         let usable_until = if live { index(available_until - self.plan.fade as i64) } else { 0 };
         // Where the dry signal is known silence, the wet one is too (the stage hears silence
-        // there), so the weight may already stand at 1: a stream that starts from silence — a
-        // new engine, or after a reset — is wet from its first sample, with no fade-in.
+        // there), so the weight may already stand at 1 before the stream starts — as long as
+        // wet audio is available `fade` samples ahead like anywhere else. A stream that starts
+        // from silence (a new engine, or after a reset) is then wet from its first sample.
         let silent_until = if live { index(self.silent_before) } else { 0 };
         self.count_underrun(live, usable_from.max(usable_until), n);
 
-        let whole_call_usable = live && (silent_until == n || (usable_from <= silent_until && usable_until == n));
+        let whole_call_usable = live && usable_until == n && (silent_until == n || usable_from <= silent_until);
         if whole_call_usable
             && self.availability.is_at(1.0)
             && self.mix.is_at(mix_target)
@@ -397,7 +396,7 @@ impl AudioProcessor {
             return Some((mix_target, gain_target));
         }
         for (i, (weight, gain)) in self.wet_weight[..n].iter_mut().zip(&mut self.gain_curve[..n]).enumerate() {
-            let usable = i < silent_until || (usable_from..usable_until).contains(&i);
+            let usable = (i < silent_until || i >= usable_from) && i < usable_until;
             *weight = self.mix.next(mix_target) * self.availability.next(if usable { 1.0 } else { 0.0 });
             *gain = self.gain.next(gain_target);
         }
@@ -612,15 +611,10 @@ mod tests {
         for _ in 0..40 {
             outputs.extend(h.call()); // nobody serves: the worker is hung
         }
-        // The first wait times out, the rest do not wait; the output fades from the (silent)
-        // start of the stream to the delayed dry signal and stays there.
-        let fade = h.audio.plan.fade;
+        // The first wait times out, the rest do not wait; the output is the delayed dry signal.
         assert_eq!(h.audio.stats().underruns(), 1);
         assert!(outputs[..latency].iter().all(|x| *x == 0.0));
-        for (i, out) in outputs[latency..latency + fade].iter().enumerate() {
-            assert!((out - (i + 1) as f32 / fade as f32).abs() < 1e-6, "fade sample {i}: {out}");
-        }
-        assert!(outputs[latency + fade..].iter().all(|x| *x == 1.0));
+        assert!(outputs[latency..].iter().all(|x| *x == 1.0));
         assert!(h.audio.hung_at.is_some());
         // A restart the hung worker never acknowledges does not make every call wait either.
         h.audio.reset();
