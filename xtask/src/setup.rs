@@ -51,7 +51,11 @@ pub fn cache_dir() -> Result<PathBuf> {
 }
 
 fn apt_packages() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|package| !dpkg_installed(package)).collect();
+    let mut missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|package| !dpkg_installed(package)).collect();
+    // The test venv needs a python3 that can create venvs; Debian splits that off.
+    if !python_can_create_venvs() {
+        missing.extend(["python3", "python3-venv"]);
+    }
     if missing.is_empty() {
         println!("setup: system packages present ({})", APT_PACKAGES.join(", "));
         return Ok(());
@@ -80,6 +84,10 @@ fn dpkg_installed(package: &str) -> bool {
         .args(["-W", "-f=${Status}", package])
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+}
+
+fn python_can_create_venvs() -> bool {
+    Command::new("python3").args(["-c", "import ensurepip, venv"]).output().is_ok_and(|out| out.status.success())
 }
 
 fn is_root() -> bool {
