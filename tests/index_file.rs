@@ -3,23 +3,12 @@
 //! other types are named and refused, and truncated, bit-flipped or hostile files are errors —
 //! never a panic, and never an allocation.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use rvc_stage::retrieval::{inspect, IndexFileError, IndexLayout, Metric};
-
-/// The reference Python: what `cargo xtask test` exports, else where `cargo xtask setup` puts it.
-fn python() -> PathBuf {
-    let python = std::env::var_os("RVC_STAGE_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/rvc-stage/venv/bin/python")
-    });
-    assert!(
-        python.exists(),
-        "{} is missing: run `cargo xtask test`, which sets up the reference Python",
-        python.display()
-    );
-    python
-}
 
 /// Writes the reference indexes once per test run and returns their directory.
 fn fixtures() -> &'static Path {
@@ -28,7 +17,7 @@ fn fixtures() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("rvc-stage-indexes-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_indexes.py");
-        let status = std::process::Command::new(python())
+        let status = std::process::Command::new(common::reference_python())
             .arg(script)
             .arg(&dir)
             .stderr(std::process::Stdio::null())

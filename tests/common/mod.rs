@@ -117,3 +117,18 @@ impl Stage for DelayedHalf {
         self.line.iter_mut().for_each(|x| *x = 0.0);
     }
 }
+
+/// The reference Python (faiss-cpu, numpy, onnx): what `cargo xtask test` exports, else where
+/// `cargo xtask setup` puts it.
+pub fn reference_python() -> std::path::PathBuf {
+    let python = std::env::var_os("RVC_STAGE_PYTHON").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+            .join(".cache/rvc-stage/venv/bin/python")
+    });
+    assert!(
+        python.exists(),
+        "{} is missing: run `cargo xtask test`, which sets up the reference Python",
+        python.display()
+    );
+    python
+}
