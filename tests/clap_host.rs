@@ -8,17 +8,11 @@
 mod clap_host;
 mod common;
 
-use std::path::PathBuf;
-
 use clap_host::{check_clean, load, Plugin, Settings};
 use common::{noise, random_sizes};
 
-fn bundle() -> PathBuf {
-    let path = std::env::var_os("RVC_STAGE_CLAP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bundled/rvc-stage.clap"));
-    assert!(path.exists(), "{} is missing: run `cargo xtask test`, which bundles the plugin first", path.display());
-    path
+fn bundle() -> std::path::PathBuf {
+    common::bundled("rvc-stage.clap")
 }
 
 /// Sample rates clap-validator uses, fractional ones included.

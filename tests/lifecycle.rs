@@ -5,8 +5,8 @@
 #[path = "../xtask/src/clap_host.rs"]
 #[allow(dead_code)] // each test binary uses part of the host
 mod clap_host;
+mod common;
 
-use clack_host::prelude::PluginEntry;
 use clap_host::{Plugin, Settings};
 
 /// Threads of this process whose name starts like the engine's worker ("rvc-stage-worker",
@@ -21,8 +21,7 @@ fn worker_threads() -> usize {
 
 #[test]
 fn a_worker_lives_exactly_as_long_as_an_activation() {
-    // SAFETY: the entry is this crate's own CLAP export.
-    let entry = unsafe { PluginEntry::load_from_raw(&rvc_stage::plugin::clap_entry, c"rvc-stage.clap") }.unwrap();
+    let entry = common::in_process_entry();
     let mut first = Plugin::new(&entry).unwrap();
     let mut second = Plugin::new(&entry).unwrap();
     assert_eq!(worker_threads(), 0, "instantiating starts nothing");

@@ -10,16 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use clack_host::prelude::PluginEntry;
 use clap_host::{check_clean, Plugin, Settings};
-use common::noise;
+use common::{in_process_entry, noise};
 
 const CALLS: usize = 10_000;
-
-fn in_process_entry() -> PluginEntry {
-    // SAFETY: the entry is this crate's own CLAP export.
-    unsafe { PluginEntry::load_from_raw(&rvc_stage::plugin::clap_entry, c"rvc-stage.clap") }.unwrap()
-}
 
 /// The debug allocator guard really is active: a child process that allocates inside it must
 /// abort. Without this, the test below could pass with the guard silently missing.

@@ -18,12 +18,7 @@ use vst3::Steinberg::{
 mod common;
 
 fn module() -> PathBuf {
-    let clap = std::env::var_os("RVC_STAGE_CLAP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bundled/rvc-stage.clap"));
-    let module = clap.with_file_name("rvc-stage.vst3/Contents/x86_64-linux/rvc-stage.so");
-    assert!(module.exists(), "{} is missing: run `cargo xtask test`, which bundles the plugin first", module.display());
-    module
+    common::bundled("rvc-stage.vst3/Contents/x86_64-linux/rvc-stage.so")
 }
 
 fn text(chars: &[std::ffi::c_char]) -> String {

@@ -404,15 +404,9 @@ impl<'a> Reader<'a> {
     }
 
     fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
-        let bytes = self.peek::<N>(what)?;
-        self.offset += N;
-        Ok(bytes)
-    }
-
-    fn peek<const N: usize>(&self, what: &'static str) -> Result<[u8; N]> {
-        self.bytes.get(self.offset..self.offset + N).map(|b| b.try_into().expect("the range is N bytes long")).ok_or(
-            IndexFileError::Truncated { what, offset: self.offset, needed: N as u64, available: self.remaining() },
-        )
+        let start = self.offset;
+        self.skip(N as u64, what)?;
+        Ok(self.bytes[start..self.offset].try_into().expect("skip advanced exactly N bytes"))
     }
 
     fn skip(&mut self, count: u64, what: &'static str) -> Result<()> {

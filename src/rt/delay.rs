@@ -12,14 +12,11 @@ pub struct DelayLine {
 }
 
 impl DelayLine {
-    /// A delay line of `delay` samples, initially silent. A delay of 0 passes samples through.
+    /// A delay line of `delay` samples (at least one), initially silent. Called on the main
+    /// thread; the engine's latency is never zero.
     pub fn new(delay: usize) -> Self {
+        assert!(delay > 0, "a delay line needs at least one sample of delay");
         Self { buffer: vec![0.0; delay], position: 0 }
-    }
-
-    /// The delay in samples.
-    pub fn delay(&self) -> usize {
-        self.buffer.len()
     }
 
     /// Silences the line without reallocating.
@@ -28,28 +25,12 @@ impl DelayLine {
         self.position = 0;
     }
 
-    /// Replaces every sample of `samples` by the sample that entered the line `delay`
-    /// samples earlier.
-    pub fn process_in_place(&mut self, samples: &mut [f32]) {
-        self.process_runs(samples, |run, line, _| run.swap_with_slice(line));
-    }
-
-    /// The general form: visits `samples` in runs that do not wrap around the line's buffer
-    /// and calls `visit(run, line, offset)`, where `line` holds the delayed samples for `run`
-    /// (starting at `offset` within `samples`). `visit` must leave the new input in `line`;
-    /// what it leaves in `run` is up to it. Runs let callers fuse their own per-sample work
-    /// into the delay in one vectorisable loop.
+    /// Visits `samples` in runs that do not wrap around the line's buffer and calls
+    /// `visit(run, line, offset)`, where `line` holds the delayed samples for `run` (which
+    /// starts at `offset` within `samples`). `visit` must leave the new input in `line`; what it
+    /// leaves in `run` is up to it. Runs let callers fuse their per-sample work into the delay
+    /// in one vectorisable loop.
     pub fn process_runs(&mut self, samples: &mut [f32], mut visit: impl FnMut(&mut [f32], &mut [f32], usize)) {
-        if self.buffer.is_empty() {
-            // Zero delay: the "delayed" sample is the input itself.
-            let mut scratch = [0.0f32; 64];
-            for (index, chunk) in samples.chunks_mut(scratch.len()).enumerate() {
-                let line = &mut scratch[..chunk.len()];
-                line.copy_from_slice(chunk);
-                visit(chunk, line, index * 64);
-            }
-            return;
-        }
         let mut offset = 0;
         while offset < samples.len() {
             let run = (samples.len() - offset).min(self.buffer.len() - self.position);
@@ -64,11 +45,16 @@ impl DelayLine {
 mod tests {
     use super::*;
 
+    /// The plain delay: every sample replaced by the one that entered `delay` samples earlier.
+    fn delay_in_place(line: &mut DelayLine, samples: &mut [f32]) {
+        line.process_runs(samples, |run, line, _| run.swap_with_slice(line));
+    }
+
     fn delayed_through(delay: usize, input: &[f32], chunk: usize) -> Vec<f32> {
         let mut line = DelayLine::new(delay);
         let mut out = input.to_vec();
         for part in out.chunks_mut(chunk) {
-            line.process_in_place(part);
+            delay_in_place(&mut line, part);
         }
         out
     }
@@ -76,7 +62,7 @@ mod tests {
     #[test]
     fn delays_by_exactly_the_requested_samples_for_any_chunking() {
         let input: Vec<f32> = (1..=50).map(|i| i as f32).collect();
-        for delay in [0, 1, 7, 13, 49, 50, 64] {
+        for delay in [1, 7, 13, 49, 50, 64] {
             let expected: Vec<f32> = (0..50).map(|i| if i >= delay { input[i - delay] } else { 0.0 }).collect();
             for chunk in [1, 3, 7, 16, 50] {
                 assert_eq!(delayed_through(delay, &input, chunk), expected, "delay {delay} chunk {chunk}");
@@ -86,7 +72,7 @@ mod tests {
 
     #[test]
     fn runs_expose_delayed_samples_and_take_new_input() {
-        for delay in [0, 5] {
+        for delay in [1, 5] {
             let mut line = DelayLine::new(delay);
             let input: Vec<f32> = (1..=12).map(|i| i as f32).collect();
             let mut out = input.clone();
@@ -107,10 +93,10 @@ mod tests {
     fn clear_silences_the_line() {
         let mut line = DelayLine::new(3);
         let mut block = [1.0, 2.0, 3.0];
-        line.process_in_place(&mut block);
+        delay_in_place(&mut line, &mut block);
         line.clear();
         let mut block = [0.0; 3];
-        line.process_in_place(&mut block);
+        delay_in_place(&mut line, &mut block);
         assert_eq!(block, [0.0; 3]);
     }
 }

@@ -132,3 +132,22 @@ pub fn reference_python() -> std::path::PathBuf {
     );
     python
 }
+
+/// A file of the release bundles `cargo xtask test` builds (it exports `RVC_STAGE_CLAP`; the
+/// default target dir is assumed otherwise), given relative to `bundled/`.
+pub fn bundled(relative: &str) -> std::path::PathBuf {
+    let clap = std::env::var_os("RVC_STAGE_CLAP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bundled/rvc-stage.clap"));
+    let path = clap.with_file_name(relative);
+    assert!(path.exists(), "{} is missing: run `cargo xtask test`, which bundles the plugin first", path.display());
+    path
+}
+
+/// The plugin's CLAP entry linked into this test binary: a debug build, so nice-plug's
+/// `assert_process_allocs` guards every `process` and `reset`.
+pub fn in_process_entry() -> clack_host::prelude::PluginEntry {
+    // SAFETY: the entry is this crate's own CLAP export.
+    unsafe { clack_host::prelude::PluginEntry::load_from_raw(&rvc_stage::plugin::clap_entry, c"rvc-stage.clap") }
+        .unwrap()
+}
