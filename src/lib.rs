@@ -6,10 +6,12 @@
 //! - [`engine`] — the real-time scheme shared by the plugin, the CLI and the tests: an
 //!   audio-thread half and a worker thread joined by lock-free rings.
 //! - stages ([`engine::Stage`]) — the processing the worker runs on fixed blocks; [`retrieval`]
-//!   holds the feature-index side (so far: validating index files).
+//!   holds the feature-index side: validating, loading, searching, blending, building.
+//! - [`npy`] — feature matrices as `.npy` files for the CLI.
 //! - [`rt`] — allocation-free primitives the audio thread is built from.
 
 pub mod engine;
+pub mod npy;
 pub mod plugin;
 pub mod retrieval;
 pub mod rt;

@@ -1,10 +1,16 @@
-//! Retrieval: RVC's feature index. So far the file inspector, which checks a faiss index file
-//! byte by byte before faiss is allowed to read it (wherever an index is loaded: main or
-//! loader thread), and the index-ratio blend applied to search results (worker thread). The
-//! search itself is not built yet. Never on the audio thread.
+//! Retrieval: RVC's feature index. The file inspector checks a faiss index file byte by byte
+//! before faiss may read it and [`FeatureIndex`] loads it (main or loader thread); the
+//! [`Retriever`] searches whole blocks and applies the index-ratio blend (worker thread);
+//! `build` trains new indexes and `tune` measures settings (CLI, main thread). Never on the
+//! audio thread.
 
 mod blend;
+pub mod build;
+mod faiss_index;
 mod index_file;
+mod search;
 
 pub use blend::{blend_frame, Neighbours};
+pub use faiss_index::{FeatureIndex, RetrievalError, SearchSettings, DEFAULT_K_FACTOR};
 pub use index_file::{inspect, IndexFileError, IndexLayout, IndexSummary, Metric};
+pub use search::{prepare_search_thread, Retriever};

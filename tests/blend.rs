@@ -18,10 +18,11 @@ fn floats(path: &Path) -> Vec<f32> {
 fn blend_all(vectors: &[f32], queries: &[f32], labels: &[i64], distances: &[f32], ratio: f32) -> Vec<f32> {
     let mut out = vec![0.0; queries.len()];
     for (frame, (query, out)) in queries.chunks(D).zip(out.chunks_mut(D)).enumerate() {
-        let neighbours = Neighbours { labels: &labels[frame * K..][..K], distances: &distances[frame * K..][..K] };
+        let labels = &labels[frame * K..][..K];
+        let neighbours = Neighbours { labels, distances: &distances[frame * K..][..K] };
         // The worker blends every block: no allocation allowed.
         nice_assert_no_alloc::assert_no_alloc(|| {
-            blend_frame(query, neighbours, |label| &vectors[label as usize * D..][..D], ratio, out)
+            blend_frame(query, neighbours, |slot| &vectors[labels[slot] as usize * D..][..D], ratio, out)
         });
     }
     out
@@ -55,7 +56,7 @@ fn matches_rvcs_formula_in_numpy() {
 fn one_frame(labels: &[i64], distances: &[f32], ratio: f32) -> [f32; 2] {
     let vectors = [[1.0f32, 0.0], [0.0, 1.0], [4.0, 4.0]];
     let mut out = [f32::NAN; 2];
-    blend_frame(&[2.0, 2.0], Neighbours { labels, distances }, |label| &vectors[label as usize], ratio, &mut out);
+    blend_frame(&[2.0, 2.0], Neighbours { labels, distances }, |slot| &vectors[labels[slot] as usize], ratio, &mut out);
     out
 }
 

@@ -15,13 +15,14 @@ pub struct Neighbours<'a> {
     pub distances: &'a [f32],
 }
 
-/// Blends one frame. `vector(label)` returns a stored training vector; `query` and `out` have
+/// Blends one frame. `vector(slot)` returns the stored training vector of neighbour number
+/// `slot` (its position in `neighbours`); `query` and `out` have
 /// the index's dimension. With no usable neighbour, or a query that is not finite, the frame is
 /// left as it was (non-finite values zeroed), so NaN never comes out.
 pub fn blend_frame<'v>(
     query: &[f32],
     neighbours: Neighbours<'_>,
-    vector: impl Fn(i64) -> &'v [f32],
+    vector: impl Fn(usize) -> &'v [f32],
     ratio: f32,
     out: &mut [f32],
 ) {
@@ -30,9 +31,11 @@ pub fn blend_frame<'v>(
             .labels
             .iter()
             .zip(neighbours.distances)
-            .filter(|(label, distance)| **label >= 0 && distance.is_finite() && **distance >= 0.0)
+            .enumerate()
+            .filter(|(_, (label, distance))| **label >= 0 && distance.is_finite() && **distance >= 0.0)
+            .map(|(slot, (_, distance))| (slot, *distance))
     };
-    let closest = usable().map(|(_, d)| *d).fold(f32::INFINITY, f32::min);
+    let closest = usable().map(|(_, d)| d).fold(f32::INFINITY, f32::min);
     if ratio == 0.0 || !closest.is_finite() || !query.iter().all(|x| x.is_finite()) {
         for (o, q) in out.iter_mut().zip(query) {
             *o = if q.is_finite() { *q } else { 0.0 };
@@ -48,14 +51,14 @@ pub fn blend_frame<'v>(
             (f64::from(closest) / f64::from(distance)).powi(2)
         }
     };
-    let total: f64 = usable().map(|(_, d)| weight(*d)).sum();
+    let total: f64 = usable().map(|(_, d)| weight(d)).sum();
     let keep = 1.0 - ratio;
     for (o, q) in out.iter_mut().zip(query) {
         *o = keep * q;
     }
-    for (label, distance) in usable() {
-        let share = (f64::from(ratio) * weight(*distance) / total) as f32;
-        for (o, v) in out.iter_mut().zip(vector(*label)) {
+    for (slot, distance) in usable() {
+        let share = (f64::from(ratio) * weight(distance) / total) as f32;
+        for (o, v) in out.iter_mut().zip(vector(slot)) {
             *o += share * v;
         }
     }

@@ -8,7 +8,8 @@ use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rvc_stage::engine::{Controls, Engine, EngineConfig, Identity, RenderMode, BLOCK_MS_RANGE};
-use rvc_stage::retrieval::{inspect, IndexLayout, Metric};
+
+mod index;
 
 #[derive(Parser)]
 #[command(version, about = "RVC Stage: real-time retrieval-based voice conversion", long_about = None)]
@@ -25,6 +26,27 @@ enum Command {
     /// Work with faiss feature indexes (RVC `.index` files).
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Blend a feature file with its nearest index vectors, exactly as the plugin's worker does:
+    /// k nearest neighbours at nprobe 1, weights 1/d², `ratio·retrieved + (1−ratio)·original`.
+    Retrieve {
+        /// The `.index` file.
+        #[arg(long)]
+        index: PathBuf,
+        /// Content features, float32 `[frames, dim]` `.npy`.
+        #[arg(long)]
+        features: PathBuf,
+        /// Index ratio, 0 (features unchanged) to 1 (fully retrieved).
+        #[arg(long)]
+        ratio: f32,
+        /// Output `.npy`, float32 `[frames, dim]`.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Frames searched per call, as the worker's block (25 frames = 0.5 s).
+        #[arg(long, default_value_t = 25)]
+        block_frames: usize,
+        #[command(flatten)]
+        search: index::SearchArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -34,6 +56,25 @@ enum IndexCommand {
     Info {
         /// The `.index` file.
         path: PathBuf,
+    },
+    /// Train an index from RVC feature files (`*.npy`, float32 [frames, dim], e.g. a
+    /// `3_feature768` directory; files sorted by name and concatenated), following RVC's faiss
+    /// tuning tips: `IVF{n},PQ{d/2}x4fs,RFlat`, nprobe 1, refine k_factor 4. Vectors are
+    /// shuffled (seeded, so builds repeat), trained on, added in batches and written.
+    Build {
+        /// `.npy` files or directories of them.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[command(flatten)]
+        build: index::BuildArgs,
+    },
+    /// Rebuild an existing index (e.g. RVC's IVF-Flat `added_*.index`) as IVF-PQ fast-scan with
+    /// flat refine, from the vectors stored in it. The metric is kept.
+    Convert {
+        /// The index to convert.
+        input: PathBuf,
+        #[command(flatten)]
+        build: index::BuildArgs,
     },
 }
 
@@ -61,7 +102,12 @@ struct RenderArgs {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Render(args) => render(&args),
-        Command::Index(IndexCommand::Info { path }) => index_info(&path),
+        Command::Index(IndexCommand::Info { path }) => index::info(&path),
+        Command::Index(IndexCommand::Build { inputs, build }) => index::build(&inputs, &build),
+        Command::Index(IndexCommand::Convert { input, build }) => index::convert(&input, &build),
+        Command::Retrieve { index, features, ratio, output, block_frames, search } => {
+            index::retrieve(&index, &features, ratio, &output, block_frames, &search)
+        }
     };
     // One plain line per failure, causes included; no backtrace, whatever RUST_BACKTRACE says.
     match result {
@@ -118,31 +164,6 @@ fn render(args: &RenderArgs) -> Result<()> {
         latency as f64 * 1000.0 / f64::from(spec.sample_rate),
         engine.stats().underruns()
     );
-    Ok(())
-}
-
-fn index_info(path: &PathBuf) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let summary = inspect(&bytes).with_context(|| format!("{} is not a usable index", path.display()))?;
-    let metric = match summary.metric {
-        Metric::L2 => "L2 distance",
-        Metric::InnerProduct => "inner product",
-    };
-    let (kind, bytes_per_vector) = match summary.layout {
-        IndexLayout::IvfFlat => ("IVF-Flat (\"IwFl\", RVC's own layout)".to_string(), summary.dim * 4),
-        IndexLayout::IvfPqFastScanRefineFlat { pq_m, by_residual, k_factor } => (
-            format!(
-                "IVF-PQ fast-scan with flat refine (\"IxRF\" over \"IwPf\"): PQ {pq_m}x4 bits{}, refine k_factor {k_factor}",
-                if by_residual { " on residuals" } else { "" }
-            ),
-            pq_m.div_ceil(2) + summary.dim * 4,
-        ),
-    };
-    println!("{}", path.display());
-    println!("  type        {kind}");
-    println!("  vectors     {} of dimension {}, {metric}", summary.vectors, summary.dim);
-    println!("  lists       {}, nprobe {} as saved", summary.nlist, summary.nprobe);
-    println!("  size        {:.1} MiB ({bytes_per_vector} bytes per vector)", bytes.len() as f64 / (1024.0 * 1024.0));
     Ok(())
 }
 

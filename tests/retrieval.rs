@@ -1,0 +1,240 @@
+//! Search and blend against the reference implementation: indexes written by Python faiss-cpu
+//! (RVC's IVF-Flat recipe and the fast-scan + RFlat recipe, d = 16 / 256 / 768, L2 and inner
+//! product) searched by our worker path must give faiss's labels and distances, and the blend
+//! must equal RVC's formula in numpy. Plus the edge cases: fewer vectors than k, empty lists,
+//! exact duplicates, far-away and NaN queries, dimension mismatches.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use rvc_stage::npy::read_matrix;
+use rvc_stage::retrieval::{FeatureIndex, RetrievalError, Retriever, SearchSettings};
+
+const K: usize = 8;
+/// Frames per worker block (0.5 s at 50 frames/s).
+const BLOCK: usize = 25;
+
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rvc-stage-search-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference_search.py");
+        let status = std::process::Command::new(common::reference_python())
+            .arg(script)
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the reference search script failed");
+        dir
+    })
+}
+
+fn names() -> Vec<String> {
+    let text = std::fs::read_to_string(fixtures().join("manifest.txt")).unwrap();
+    text.lines().map(|line| line.split_whitespace().next().unwrap().to_string()).collect()
+}
+
+fn raw<T>(path: PathBuf, parse: fn([u8; 8]) -> T, width: usize) -> Vec<T> {
+    let bytes = std::fs::read(path).unwrap();
+    bytes
+        .chunks_exact(width)
+        .map(|b| {
+            let mut word = [0u8; 8];
+            word[..width].copy_from_slice(b);
+            parse(word)
+        })
+        .collect()
+}
+
+struct Reference {
+    queries: rvc_stage::npy::Matrix,
+    labels: Vec<i64>,
+    distances: Vec<f32>,
+}
+
+fn reference_for(name: &str) -> Reference {
+    let file = |suffix: &str| fixtures().join(format!("{name}.{suffix}"));
+    Reference {
+        queries: read_matrix(&file("queries.npy")).unwrap(),
+        labels: raw(file("labels.i64"), i64::from_le_bytes, 8),
+        distances: raw(file("distances.f32"), |w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]), 4),
+    }
+}
+
+fn load(name: &str) -> FeatureIndex {
+    FeatureIndex::load(&fixtures().join(format!("{name}.index")), SearchSettings::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn close(a: f32, b: f32) -> bool {
+    a == b || (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0)
+}
+
+#[test]
+fn search_returns_faiss_labels_and_distances() {
+    for name in names() {
+        let index = load(&name);
+        let reference = reference_for(&name);
+        let d = index.dim();
+        let (mut distances, mut labels) = (vec![0.0; BLOCK * K], vec![0; BLOCK * K]);
+        let (mut same, mut total) = (0, 0);
+        for (block, queries) in reference.queries.data.chunks(BLOCK * d).enumerate() {
+            let n = queries.len() / d;
+            index.search_into(queries, &mut distances[..n * K], &mut labels[..n * K]).unwrap();
+            for i in 0..n * K {
+                let at = block * BLOCK * K + i;
+                let (ours, theirs) = ((labels[i], distances[i]), (reference.labels[at], reference.distances[at]));
+                total += 1;
+                same += usize::from(ours.0 == theirs.0);
+                // A differing label is only acceptable as a tie: the same distance.
+                assert!(
+                    ours.0 == theirs.0 && (ours.0 < 0 || close(ours.1, theirs.1)) || close(ours.1, theirs.1),
+                    "{name}, query {}, rank {}: ours {ours:?}, faiss {theirs:?}",
+                    at / K,
+                    at % K
+                );
+            }
+        }
+        assert!(same * 1000 >= total * 995, "{name}: only {same} of {total} labels equal faiss's");
+    }
+}
+
+#[test]
+fn blend_equals_rvcs_formula_on_faiss_results() {
+    for name in names() {
+        let index = load(&name);
+        let reference = reference_for(&name);
+        let d = index.dim();
+        let mut retriever = Retriever::new(&index, BLOCK);
+        for ratio in ["0.0", "0.3", "0.75", "1.0"] {
+            let expected = read_matrix(&fixtures().join(format!("{name}.blend_{ratio}.npy"))).unwrap();
+            let ratios = [ratio.parse::<f32>().unwrap(); BLOCK];
+            let mut out = vec![f32::NAN; reference.queries.data.len()];
+            for (queries, out) in reference.queries.data.chunks(BLOCK * d).zip(out.chunks_mut(BLOCK * d)) {
+                // The worker path allocates nothing of its own once its buffers exist.
+                nice_assert_no_alloc::assert_no_alloc(|| {
+                    retriever.retrieve(&index, queries, &ratios[..queries.len() / d], out).unwrap()
+                });
+            }
+            let mut compared = 0;
+            for (frame, (ours, theirs)) in out.chunks(d).zip(expected.data.chunks(d)).enumerate() {
+                let labels_equal = reference.labels[frame * K..][..K] == {
+                    let (mut dist, mut lab) = ([0.0; K], [0i64; K]);
+                    index.search_into(reference.queries.row(frame), &mut dist, &mut lab).unwrap();
+                    lab
+                };
+                if !labels_equal {
+                    continue; // a tie resolved the other way: different, equally near vectors
+                }
+                compared += 1;
+                for (a, b) in ours.iter().zip(theirs) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "{name}, ratio {ratio}, frame {frame}: {a} vs {b}"
+                    );
+                }
+            }
+            assert!(compared * 100 >= expected.rows * 99, "{name}: only {compared} frames had faiss's neighbours");
+        }
+    }
+}
+
+#[test]
+fn fewer_vectors_than_k_and_empty_lists_blend_what_exists() {
+    // 5 vectors, k = 8: three missing neighbours per frame, skipped.
+    let index = load("tiny_flat_16");
+    let reference = reference_for("tiny_flat_16");
+    let (mut distances, mut labels) = ([0.0; K], [0; K]);
+    index.search_into(reference.queries.row(0), &mut distances, &mut labels).unwrap();
+    assert_eq!(labels.iter().filter(|l| **l >= 0).count(), 5, "{labels:?}");
+    // 12 vectors in 64 lists: far-away queries land in empty lists, find nothing, pass through.
+    let index = load("sparse_fast_scan_16");
+    let reference = reference_for("sparse_fast_scan_16");
+    let mut retriever = Retriever::new(&index, reference.queries.rows);
+    let mut out = vec![0.0; reference.queries.data.len()];
+    let ratios = vec![1.0; reference.queries.rows];
+    retriever.retrieve(&index, &reference.queries.data, &ratios, &mut out).unwrap();
+    let mut empty = 0;
+    for frame in 0..reference.queries.rows {
+        let mut labels = [0; K];
+        index.search_into(reference.queries.row(frame), &mut [0.0; K], &mut labels).unwrap();
+        if labels.iter().all(|l| *l < 0) {
+            empty += 1;
+            assert_eq!(&out[frame * 16..][..16], reference.queries.row(frame));
+        }
+    }
+    assert!(empty > 0, "no query met an empty list: the fixture does not test what it should");
+    assert!(out.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn exact_duplicates_are_returned_exactly() {
+    for name in ["rvc_flat_256", "fast_scan_768"] {
+        let index = load(name);
+        let d = index.dim();
+        let mut stored = vec![0.0; d];
+        index.vector_into(0, &mut stored).unwrap();
+        let mut out = vec![f32::NAN; d];
+        Retriever::new(&index, 1).retrieve(&index, &stored, &[1.0], &mut out).unwrap();
+        // Vectors 0 and 1 are the same: distance 0, all weight shared between them.
+        assert_eq!(out, stored, "{name}");
+    }
+}
+
+#[test]
+fn nan_queries_never_make_nan_and_zero_ratio_leaves_frames_alone() {
+    let index = load("fast_scan_256");
+    let reference = reference_for("fast_scan_256");
+    let mut frames = reference.queries.data[..BLOCK * 256].to_vec();
+    frames[3] = f32::NAN;
+    frames[256 * 7 + 5] = f32::INFINITY;
+    let mut retriever = Retriever::new(&index, BLOCK);
+    let mut out = vec![0.0; frames.len()];
+    retriever.retrieve(&index, &frames, &[1.0; BLOCK], &mut out).unwrap();
+    assert!(out.iter().all(|x| x.is_finite()));
+    assert_eq!(out[3], 0.0);
+    retriever.retrieve(&index, &frames, &[0.0; BLOCK], &mut out).unwrap();
+    let sanitized: Vec<f32> = frames.iter().map(|x| if x.is_finite() { *x } else { 0.0 }).collect();
+    assert_eq!(out, sanitized);
+}
+
+#[test]
+fn dimension_mismatches_and_oversized_blocks_are_errors() {
+    let index = load("fast_scan_768");
+    let mut retriever = Retriever::new(&index, BLOCK);
+    let frames = vec![0.5; 256 * 4];
+    let mut out = vec![0.0; frames.len()];
+    let error = retriever.retrieve(&index, &frames, &[1.0; 4], &mut out).unwrap_err();
+    assert!(matches!(error, RetrievalError::Dimension { index: 768, .. }), "{error}");
+    let frames = vec![0.5; 768 * (BLOCK + 1)];
+    let mut out = vec![0.0; frames.len()];
+    let error = retriever.retrieve(&index, &frames, &[1.0; BLOCK + 1], &mut out).unwrap_err();
+    assert!(matches!(error, RetrievalError::BlockTooLarge { .. }), "{error}");
+    // A retriever sized for another index refuses instead of reading out of bounds.
+    let other = load("rvc_flat_256");
+    let frames = vec![0.5; 256];
+    let error = retriever.retrieve(&other, &frames, &[1.0], &mut vec![0.0; 256]).unwrap_err();
+    assert!(matches!(error, RetrievalError::Dimension { .. }), "{error}");
+}
+
+#[test]
+fn k_factor_and_nprobe_are_applied() {
+    let index = load("fast_scan_768");
+    let summary = index.summary();
+    assert_eq!(summary.nprobe, 1);
+    assert!(
+        matches!(summary.layout, rvc_stage::retrieval::IndexLayout::IvfPqFastScanRefineFlat { k_factor, .. } if k_factor == 4.0)
+    );
+    let as_saved = FeatureIndex::load(
+        &fixtures().join("fast_scan_768.index"),
+        SearchSettings { k_factor: None, ..SearchSettings::default() },
+    )
+    .unwrap();
+    assert!(
+        matches!(as_saved.summary().layout, rvc_stage::retrieval::IndexLayout::IvfPqFastScanRefineFlat { k_factor, .. } if k_factor == 1.0)
+    );
+}
