@@ -5,27 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
-use rvc_stage::retrieval::{inspect, IndexFileError, IndexLayout, Metric};
+use rvc_stage::retrieval::{inspect, FeatureIndex, IndexFileError, IndexLayout, Metric, Retriever, SearchSettings};
 
 /// Writes the reference indexes once per test run and returns their directory.
 fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rvc-stage-indexes-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_indexes.py");
-        let status = std::process::Command::new(common::reference_python())
-            .arg(script)
-            .arg(&dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "the reference index generator failed");
-        dir
-    })
+    common::generated("make_indexes.py")
 }
 
 fn manifest() -> Vec<Vec<String>> {
@@ -137,10 +123,24 @@ fn random_byte_flips_are_errors_or_consistent_files_never_crashes() {
                         (summary.dim, summary.vectors, summary.nlist),
                         (original.dim, original.vectors, original.nlist)
                     );
+                    // What passes the inspector goes to faiss: it must load and search
+                    // without crashing, and nothing non-finite may come out.
+                    search_survives(&corrupt);
                 }
             }
         }
         assert!(errors > 0 && accepted > 0, "{name}: {errors} errors, {accepted} accepted");
+    }
+}
+
+/// Loads a file that passed the inspector and searches it through the worker path.
+fn search_survives(bytes: &[u8]) {
+    let Ok(index) = FeatureIndex::from_bytes(bytes, SearchSettings::default()) else { return };
+    let d = index.dim();
+    let frames: Vec<f32> = (0..4 * d).map(|i| (i % 7) as f32 - 3.0).collect();
+    let mut out = vec![0.0; frames.len()];
+    if Retriever::new(&index, 4).retrieve(&index, &frames, &[1.0; 4], &mut out).is_ok() {
+        assert!(out.iter().all(|x| x.is_finite()));
     }
 }
 

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use rvc_stage::npy::read_matrix;
 use rvc_stage::retrieval::{FeatureIndex, RetrievalError, Retriever, SearchSettings};
@@ -17,20 +16,7 @@ const K: usize = 8;
 const BLOCK: usize = 25;
 
 fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rvc-stage-search-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference_search.py");
-        let status = std::process::Command::new(common::reference_python())
-            .arg(script)
-            .arg(&dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "the reference search script failed");
-        dir
-    })
+    common::generated("reference_search.py")
 }
 
 fn names() -> Vec<String> {

@@ -105,8 +105,9 @@ pub enum Phase {
     Writing,
 }
 
-/// Trains an index on `features` (shuffled), adds them all, stores nprobe = 1 and the refine
-/// depth, and writes `output` in faiss's format.
+/// Trains an index on `features` (shuffled, so faiss's training subsample is not biased by
+/// file order), adds them all in their original order (ids are frame numbers in the inputs),
+/// stores nprobe = 1 and the refine depth, and writes `output` in faiss's format.
 pub fn build_index(
     features: &Matrix,
     options: &BuildOptions,
@@ -119,7 +120,6 @@ pub fn build_index(
     if features.data.iter().any(|x| !x.is_finite()) {
         return Err(RetrievalError::Settings("the feature files contain NaN or infinite values"));
     }
-    let shuffled = shuffled_rows(features, options.seed);
     let factory = factory_string(options, features.rows, features.cols);
     let metric = match options.metric {
         Metric::L2 => MetricType::L2,
@@ -131,8 +131,8 @@ pub fn build_index(
     // Training batches are large: BLAS is the fast path here (searches turn it off again).
     unsafe { faiss_sys::faiss_set_distance_compute_blas_threshold(20) };
     progress(Phase::Training);
-    index.train(&shuffled).map_err(faiss_error("train the index"))?;
-    for (batch, rows) in shuffled.chunks(ADD_BATCH * features.cols).enumerate() {
+    index.train(&shuffled_rows(features, options.seed)).map_err(faiss_error("train the index"))?;
+    for (batch, rows) in features.data.chunks(ADD_BATCH * features.cols).enumerate() {
         index.add(rows).map_err(faiss_error("add vectors"))?;
         let done = (batch * ADD_BATCH + rows.len() / features.cols).min(features.rows);
         progress(Phase::Adding { done, total: features.rows });

@@ -236,10 +236,28 @@ fn ivf_flat(r: &mut Reader) -> Result<IndexSummary> {
         let size = size?;
         total = total.saturating_add(size);
         r.skip_elements(size, code_size, "list vectors")?;
-        r.skip_elements(size, 8, "list ids")?;
+        list_ids(r, size, h.vectors)?;
     }
     r.expect_equal(total, h.vectors, "sum of the list lengths", lists_at)?;
     Ok(IndexSummary { layout: IndexLayout::IvfFlat, dim: h.dim, vectors: h.vectors, metric: h.metric, nlist, nprobe })
+}
+
+/// Skips a list's ids, checking each names a stored vector: faiss uses them unchecked to
+/// address the refine vectors, so a flipped id would read out of bounds.
+fn list_ids(r: &mut Reader, count: u64, vectors: u64) -> Result<()> {
+    let start = r.offset;
+    r.skip_elements(count, 8, "list ids")?;
+    for (i, id) in r.bytes[start..r.offset].chunks_exact(8).map(le_u64).enumerate() {
+        if id >= vectors {
+            return Err(IndexFileError::BadValue {
+                what: "vector id in an inverted list",
+                value: (id as i64).into(),
+                offset: start + 8 * i,
+                expected: Expected::Between(0, vectors as i128 - 1),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads the list-size table of `ilar` ("full": one size per list; "sprs": (list, size) pairs
@@ -312,8 +330,9 @@ fn ivf_pq_fast_scan(r: &mut Reader) -> Result<(Header, u64, u64, u64, bool)> {
     r.i32_in("block size (bbs)", FAST_SCAN_BLOCK as i128, FAST_SCAN_BLOCK as i128)?;
     let m2_at = r.offset;
     let m2 = r.u64("padded sub-quantizer count (M2)")?;
-    r.i32("fast-scan implementation")?;
-    r.u64("query block size")?;
+    // Search-time knobs faiss acts on without checks: keep them to values faiss writes.
+    r.i32_in("fast-scan implementation", 0, 15)?;
+    r.u64_in("query block size", 0, 0)?;
     r.u64_equal("PQ dimension", h.dim)?;
     let m_at = r.offset;
     let m = r.u64_in("PQ sub-quantizer count (M)", 1, h.dim as i128)?;
@@ -341,7 +360,7 @@ fn ivf_pq_fast_scan(r: &mut Reader) -> Result<(Header, u64, u64, u64, bool)> {
     let mut total = 0u64;
     for _ in 0..nlist {
         let ids = r.u64("list length")?;
-        r.skip_elements(ids, 8, "list ids")?;
+        list_ids(r, ids, h.vectors)?;
         let codes = r.u64("list code bytes")?;
         r.expect_equal(codes, ids.div_ceil(FAST_SCAN_BLOCK) * block_size, "list code bytes", r.offset - 8)?;
         r.skip_elements(codes, 1, "list codes")?;

@@ -133,6 +133,29 @@ pub fn reference_python() -> std::path::PathBuf {
     python
 }
 
+/// Runs `tests/fixtures/<script> OUT_DIR` with the reference Python once per test binary and
+/// returns OUT_DIR (fixtures written by faiss-cpu / numpy / onnx).
+pub fn generated(script: &str) -> &'static std::path::Path {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static DIRS: OnceLock<Mutex<HashMap<String, &'static std::path::Path>>> = OnceLock::new();
+    let mut dirs = DIRS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    dirs.entry(script.to_string()).or_insert_with(|| {
+        let stem = script.trim_end_matches(".py");
+        let dir = std::env::temp_dir().join(format!("rvc-stage-{stem}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(script);
+        let status = std::process::Command::new(reference_python())
+            .arg(path)
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the fixture script {script} failed");
+        Box::leak(dir.into_boxed_path())
+    })
+}
+
 /// A file of the release bundles `cargo xtask test` builds (it exports `RVC_STAGE_CLAP`; the
 /// default target dir is assumed otherwise), given relative to `bundled/`.
 pub fn bundled(relative: &str) -> std::path::PathBuf {
