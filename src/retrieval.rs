@@ -8,9 +8,10 @@ mod blend;
 pub mod build;
 mod faiss_index;
 mod index_file;
+mod kernels;
 mod search;
 
 pub use blend::{blend_frame, Neighbours};
-pub use faiss_index::{FeatureIndex, RetrievalError, SearchSettings, DEFAULT_K_FACTOR};
+pub use faiss_index::{FeatureIndex, RetrievalError, SearchScratch, SearchSettings, DEFAULT_K_FACTOR};
 pub use index_file::{inspect, IndexFileError, IndexLayout, IndexSummary, Metric};
 pub use search::{prepare_search_thread, Retriever};

@@ -6,7 +6,7 @@
 //! searches read (nprobe, k_factor) are only written here, before the index is shared.
 
 use std::cell::Cell;
-use std::ffi::{c_int, c_void, CStr, CString};
+use std::ffi::{c_int, c_void, CStr};
 use std::path::{Path, PathBuf};
 use std::ptr;
 
@@ -14,7 +14,8 @@ use faiss::index::IndexImpl;
 use faiss_sys::*;
 use thiserror::Error;
 
-use super::index_file::{inspect, IndexFileError, IndexLayout, IndexSummary};
+use super::index_file::{inspect_parts, IndexFileError, IndexLayout, IndexSummary, Metric};
+use super::kernels;
 
 /// How searches run. Defaults are RVC's (k = 8, nprobe = 1) plus a refine depth that makes the
 /// fast-scan + RFlat layout accurate.
@@ -60,11 +61,79 @@ pub enum RetrievalError {
 }
 
 /// A validated, fully loaded ("preloaded") index, ready to search.
+///
+/// Searches run in three steps: the coarse step (nearest list centroids) in our own kernels,
+/// the list scan in faiss (`search_preassigned`: IVF-Flat lists, or the PQ fast-scan kernel),
+/// and for RFlat layouts the exact refine over `k · k_factor` candidates, again ours. faiss's
+/// `IndexRefineFlat` is not used: its base index cannot be reached through the C API, so an
+/// `IxRF` file is loaded as its two nested indexes (byte ranges found by the inspector).
 #[derive(Debug)]
 pub struct FeatureIndex {
-    index: IndexImpl,
+    /// The IVF index whose lists are scanned (`IwFl` or `IwPf`).
+    ivf: IndexImpl,
+    /// RFlat's exact vectors (`IxF2` / `IxFI`), for refine layouts: owns what `exact` points at.
+    _refine: Option<IndexImpl>,
+    /// The coarse quantizer's centroids, `nlist × dim`, owned by `ivf`.
+    centroids: RawRows,
+    /// RFlat's vectors, `vectors × dim`, owned by `refine`.
+    exact: Option<RawRows>,
     summary: IndexSummary,
     settings: SearchSettings,
+}
+
+/// Row-major floats owned by a faiss index this struct also holds; read-only after loading.
+#[derive(Debug)]
+struct RawRows {
+    data: *const f32,
+    len: usize,
+}
+
+// SAFETY: the rows are never written after loading and live as long as the owning IndexImpl,
+// which is Send + Sync and dropped together with them.
+unsafe impl Send for RawRows {}
+unsafe impl Sync for RawRows {}
+
+impl RawRows {
+    /// The float storage of a flat index.
+    fn of_flat(flat: *mut FaissIndex, expected: usize) -> Result<Self, RetrievalError> {
+        // SAFETY: the cast checks the type; xb stays valid while the index is not modified.
+        let flat = unsafe { faiss_IndexFlat_cast(flat) };
+        if flat.is_null() {
+            return Err(RetrievalError::Faiss { action: "read stored vectors", message: "not a flat index".into() });
+        }
+        let (mut data, mut len) = (ptr::null_mut(), 0);
+        unsafe { faiss_IndexFlat_xb(flat, &mut data, &mut len) };
+        if len != expected || (len > 0 && data.is_null()) {
+            let message = format!("{len} floats where {expected} were expected");
+            return Err(RetrievalError::Faiss { action: "read stored vectors", message });
+        }
+        Ok(RawRows { data, len })
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: see `of_flat`; the owner outlives every borrow of self.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+/// Reusable buffers for one search call, sized by [`FeatureIndex::scratch`].
+#[derive(Debug, Default)]
+pub struct SearchScratch {
+    assign: Vec<i64>,
+    coarse: Vec<f32>,
+    candidate_labels: Vec<i64>,
+    candidate_scores: Vec<f32>,
+}
+
+impl SearchScratch {
+    /// Whether these buffers serve `queries` queries of `index` as it is set now.
+    pub fn fits(&self, index: &FeatureIndex, queries: usize) -> bool {
+        self.assign.len() >= queries * index.settings.nprobe
+            && self.candidate_labels.len() >= queries * index.candidates()
+    }
 }
 
 impl FeatureIndex {
@@ -80,9 +149,27 @@ impl FeatureIndex {
     /// Validates and loads an index from the bytes of a file.
     pub fn from_bytes(bytes: &[u8], settings: SearchSettings) -> Result<Self, RetrievalError> {
         require_search_cpu()?;
-        let summary = inspect(bytes).map_err(|source| RetrievalError::File { path: PathBuf::new(), source })?;
-        let index = read_from_memory(bytes)?;
-        let mut loaded = FeatureIndex { index, summary, settings };
+        let (summary, parts) =
+            inspect_parts(bytes).map_err(|source| RetrievalError::File { path: PathBuf::new(), source })?;
+        let dim = summary.dim as usize;
+        let (ivf, refine) = match parts {
+            None => (read_from_memory(bytes)?, None),
+            Some(parts) => (read_from_memory(&bytes[parts.base])?, Some(read_from_memory(&bytes[parts.refine])?)),
+        };
+        let ivf_ptr = ivf_of(&ivf)?;
+        // SAFETY: a live IVF index; its quantizer is owned by it.
+        let quantizer = unsafe { faiss_IndexIVF_quantizer(ivf_ptr) };
+        let centroids = RawRows::of_flat(quantizer, summary.nlist as usize * dim)?;
+        let exact = match &refine {
+            Some(refine) => Some(RawRows::of_flat(refine.inner_ptr(), summary.vectors as usize * dim)?),
+            None => {
+                // IVF-Flat neighbours are copied out of the lists by id, which needs the
+                // id → list map (8 bytes per vector, built once).
+                check(unsafe { faiss_IndexIVF_make_direct_map(ivf_ptr, 1) }, "map vector ids")?;
+                None
+            }
+        };
+        let mut loaded = FeatureIndex { ivf, _refine: refine, centroids, exact, summary, settings };
         loaded.apply(settings)?;
         Ok(loaded)
     }
@@ -110,74 +197,113 @@ impl FeatureIndex {
         self.summary.vectors == 0
     }
 
-    /// Changes the search settings. Takes `&mut self`: faiss reads them during searches, so they
-    /// may only change while nobody searches.
+    /// Changes the search settings. Takes `&mut self`: faiss reads nprobe during searches, so
+    /// it may only change while nobody searches.
     pub fn apply(&mut self, settings: SearchSettings) -> Result<(), RetrievalError> {
         if settings.k == 0 || settings.nprobe == 0 {
             return Err(RetrievalError::Settings("k and nprobe must be at least 1"));
         }
-        let nprobe = settings.nprobe.min(self.summary.nlist.max(1) as usize);
-        set_index_parameter(&self.index, "nprobe", nprobe as f64)?;
-        if let IndexLayout::IvfPqFastScanRefineFlat { ref mut k_factor, .. } = self.summary.layout {
-            if let Some(wanted) = settings.k_factor {
-                if !(1.0..=1024.0).contains(&wanted) {
-                    return Err(RetrievalError::Settings("k_factor must be between 1 and 1024"));
-                }
-                // SAFETY: the layout says the file's top index is an IndexRefineFlat (faiss's
-                // reader promotes IxRF with a flat refine index); the cast checks it anyway.
-                let refine = unsafe { faiss_IndexRefineFlat_cast(self.index.inner_ptr()) };
-                if refine.is_null() {
-                    return Err(RetrievalError::Faiss { action: "set k_factor", message: "not a refine index".into() });
-                }
-                // SAFETY: `refine` is a live IndexRefineFlat owned by `self.index`.
-                *k_factor = unsafe {
-                    faiss_IndexRefineFlat_set_k_factor(refine, wanted);
-                    faiss_IndexRefineFlat_k_factor(refine)
-                };
-            }
+        if settings.k_factor.is_some_and(|f| !(1.0..=1024.0).contains(&f)) {
+            return Err(RetrievalError::Settings("k_factor must be between 1 and 1024"));
         }
-        if self.summary.layout == IndexLayout::IvfFlat {
-            // Neighbour vectors are copied out of the lists by id; that needs the id → list map
-            // (8 bytes per vector, built once).
-            let ivf = unsafe { faiss_IndexIVF_cast(self.index.inner_ptr()) };
-            if ivf.is_null() {
-                return Err(RetrievalError::Faiss { action: "map vector ids", message: "not an IVF index".into() });
-            }
-            check(unsafe { faiss_IndexIVF_make_direct_map(ivf, 1) }, "map vector ids")?;
+        let nprobe = settings.nprobe.min(self.summary.nlist.max(1) as usize);
+        // search_preassigned reads the index's nprobe as the width of our assignment table.
+        unsafe { faiss_IndexIVF_set_nprobe(ivf_of(&self.ivf)?, nprobe) };
+        if let IndexLayout::IvfPqFastScanRefineFlat { ref mut k_factor, .. } = self.summary.layout {
+            *k_factor = settings.k_factor.unwrap_or(*k_factor);
         }
         self.summary.nprobe = nprobe as u64;
         self.settings = SearchSettings { nprobe, ..settings };
         Ok(())
     }
 
-    /// Searches `queries.len() / dim` vectors at once, writing `k` labels and distances per
-    /// query. Allocates nothing on the Rust side.
+    /// Candidates the list scan returns per query: `k`, or `k · k_factor` before refining.
+    fn candidates(&self) -> usize {
+        match self.summary.layout {
+            IndexLayout::IvfFlat => self.settings.k,
+            IndexLayout::IvfPqFastScanRefineFlat { k_factor, .. } => {
+                ((self.settings.k as f32 * k_factor) as usize).max(self.settings.k)
+            }
+        }
+    }
+
+    /// Buffers for searching up to `queries` vectors per call.
+    pub fn scratch(&self, queries: usize) -> SearchScratch {
+        let (probes, candidates) = (self.settings.nprobe, self.candidates());
+        SearchScratch {
+            assign: vec![0; queries * probes],
+            coarse: vec![0.0; queries * probes],
+            candidate_labels: vec![0; queries * candidates],
+            candidate_scores: vec![0.0; queries * candidates],
+        }
+    }
+
+    /// Searches `queries.len() / dim` vectors at once, writing `k` labels and scores per query
+    /// (squared L2, or inner product for IP indexes; −1 labels where fewer were found). The
+    /// scratch must come from [`scratch`](Self::scratch) for at least this many queries; then
+    /// nothing is allocated on the Rust side.
+    pub fn search_with(
+        &self,
+        queries: &[f32],
+        scratch: &mut SearchScratch,
+        distances: &mut [f32],
+        labels: &mut [i64],
+    ) -> Result<(), RetrievalError> {
+        let (d, k, probes, candidates) = (self.dim(), self.settings.k, self.settings.nprobe, self.candidates());
+        if !queries.len().is_multiple_of(d) {
+            return Err(RetrievalError::Dimension { features: queries.len(), index: d });
+        }
+        let n = queries.len() / d;
+        assert!(distances.len() >= n * k && labels.len() >= n * k, "result buffers smaller than n·k");
+        assert!(scratch.fits(self, n), "scratch made for fewer queries or other settings");
+        let metric = self.summary.metric;
+        let (assign, coarse) = (&mut scratch.assign[..n * probes], &mut scratch.coarse[..n * probes]);
+        kernels::nearest_rows(metric, queries, self.centroids.as_slice(), d, probes, assign, coarse);
+        let (scan_labels, scan_scores) = match self.exact {
+            None => (&mut labels[..n * k], &mut distances[..n * k]),
+            Some(_) => {
+                (&mut scratch.candidate_labels[..n * candidates], &mut scratch.candidate_scores[..n * candidates])
+            }
+        };
+        // SAFETY: every buffer holds what faiss writes or reads for n queries; assignments are
+        // list numbers below nlist; a const search on a CPU index.
+        let code = unsafe {
+            faiss_IndexIVF_search_preassigned(
+                ivf_of(&self.ivf)?,
+                n as idx_t,
+                queries.as_ptr(),
+                scan_labels.len() as idx_t / n.max(1) as idx_t,
+                assign.as_ptr(),
+                coarse.as_ptr(),
+                scan_scores.as_mut_ptr(),
+                scan_labels.as_mut_ptr(),
+                0,
+            )
+        };
+        check(code, "search")?;
+        if let Some(exact) = &self.exact {
+            let candidate_labels = &scratch.candidate_labels[..n * candidates];
+            let (labels, distances) = (&mut labels[..n * k], &mut distances[..n * k]);
+            refine(metric, exact.as_slice(), d, queries, candidate_labels, candidates, labels, distances);
+        }
+        Ok(())
+    }
+
+    /// [`search_with`](Self::search_with) with fresh buffers: for tools and tests, not the
+    /// worker.
     pub fn search_into(
         &self,
         queries: &[f32],
         distances: &mut [f32],
         labels: &mut [i64],
     ) -> Result<(), RetrievalError> {
-        let d = self.dim();
-        let k = self.settings.k;
-        if queries.len() % d != 0 {
-            return Err(RetrievalError::Dimension { features: queries.len(), index: d });
-        }
-        let n = queries.len() / d;
-        assert!(distances.len() >= n * k && labels.len() >= n * k, "result buffers smaller than n·k");
-        // SAFETY: buffers hold n·d queries and n·k results; faiss CPU indexes are safe to
-        // search concurrently through a const pointer.
-        let code = unsafe {
-            faiss_Index_search(
-                self.index.inner_ptr(),
-                n as idx_t,
-                queries.as_ptr(),
-                k as idx_t,
-                distances.as_mut_ptr(),
-                labels.as_mut_ptr(),
-            )
-        };
-        check(code, "search")
+        let mut scratch = self.scratch(queries.len() / self.dim().max(1));
+        self.search_with(queries, &mut scratch, distances, labels)
+    }
+
+    /// All stored vectors as one row-major slice, where the layout keeps them that way (RFlat).
+    pub fn stored_vectors(&self) -> Option<&[f32]> {
+        self.exact.as_ref().map(RawRows::as_slice)
     }
 
     /// Copies the stored vector with id `label` into `out` (`dim` floats): from RFlat's flat
@@ -186,15 +312,81 @@ impl FeatureIndex {
         if label < 0 || label as u64 >= self.summary.vectors || out.len() != self.dim() {
             return Err(RetrievalError::Faiss { action: "copy a vector", message: format!("no vector {label}") });
         }
+        if let Some(all) = self.stored_vectors() {
+            out.copy_from_slice(&all[label as usize * out.len()..][..out.len()]);
+            return Ok(());
+        }
         // SAFETY: label is in range and `out` holds dim floats.
-        check(unsafe { faiss_Index_reconstruct(self.index.inner_ptr(), label, out.as_mut_ptr()) }, "copy a vector")
+        check(unsafe { faiss_Index_reconstruct(self.ivf.inner_ptr(), label, out.as_mut_ptr()) }, "copy a vector")
     }
+}
 
-    /// Writes the index as a faiss file.
-    pub fn write(&self, path: &Path) -> Result<(), RetrievalError> {
-        faiss::index::io::write_index(&self.index, path_str(path)?)
-            .map_err(|e| RetrievalError::Faiss { action: "write the index", message: e.to_string() })
+/// Re-ranks each query's candidates by exact distance and keeps the best `k`.
+#[allow(clippy::too_many_arguments)]
+fn refine(
+    metric: Metric,
+    exact: &[f32],
+    d: usize,
+    queries: &[f32],
+    candidates: &[i64],
+    per_query: usize,
+    labels: &mut [i64],
+    scores: &mut [f32],
+) {
+    let k = labels.len() / (queries.len() / d).max(1);
+    let (worst, better): (f32, fn(f32, f32) -> bool) = match metric {
+        Metric::L2 => (f32::MAX, |a, b| a < b),
+        Metric::InnerProduct => (-f32::MAX, |a, b| a > b),
+    };
+    labels.fill(-1);
+    scores.fill(worst);
+    for (q, query) in queries.chunks_exact(d).enumerate() {
+        let (labels, scores) = (&mut labels[q * k..][..k], &mut scores[q * k..][..k]);
+        let valid = candidates[q * per_query..][..per_query].iter().copied().filter(|&l| l >= 0);
+        for label in valid.clone() {
+            prefetch_row(&exact[label as usize * d..][..d]);
+        }
+        let mut group = [0i64; 4];
+        let mut filled = 0;
+        let flush = |group: &[i64], labels: &mut [i64], scores: &mut [f32]| {
+            let rows = [0, 1, 2, 3].map(|j| &exact[group[j.min(group.len() - 1)] as usize * d..][..d]);
+            let found = kernels::scores_of_four(metric, rows, query);
+            for (&label, score) in group.iter().zip(found) {
+                kernels::insert(labels, scores, label, score, better);
+            }
+        };
+        for label in valid {
+            group[filled] = label;
+            filled += 1;
+            if filled == 4 {
+                flush(&group, labels, scores);
+                filled = 0;
+            }
+        }
+        if filled > 0 {
+            flush(&group[..filled], labels, scores);
+        }
     }
+}
+
+/// Asks for the start of a stored vector ahead of use: refine candidates are scattered over
+/// the whole index, so their rows come from DRAM; requesting them all at once overlaps the
+/// misses (the hardware prefetcher streams the rest of each row).
+fn prefetch_row(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16).take(4) {
+        // SAFETY: prefetching is a hint and cannot fault; the address is inside `row`.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    }
+}
+
+fn ivf_of(index: &IndexImpl) -> Result<*mut FaissIndexIVF, RetrievalError> {
+    // SAFETY: a checked dynamic cast of a live index.
+    let ivf = unsafe { faiss_IndexIVF_cast(index.inner_ptr()) };
+    if ivf.is_null() {
+        return Err(RetrievalError::Faiss { action: "search", message: "not an IVF index".into() });
+    }
+    Ok(ivf)
 }
 
 /// The C++ fast-scan kernels are compiled for AVX2 (see `.cargo/config.toml`): refuse rather
@@ -209,15 +401,6 @@ fn require_search_cpu() -> Result<(), RetrievalError> {
 
 pub(super) fn path_str(path: &Path) -> Result<&str, RetrievalError> {
     path.to_str().ok_or(RetrievalError::Faiss { action: "use the path", message: "it is not valid UTF-8".into() })
-}
-
-fn set_index_parameter(index: &IndexImpl, name: &str, value: f64) -> Result<(), RetrievalError> {
-    let name = CString::new(name).expect("parameter names have no NUL");
-    let mut space = ptr::null_mut();
-    check(unsafe { faiss_ParameterSpace_new(&mut space) }, "set search parameters")?;
-    let code = unsafe { faiss_ParameterSpace_set_index_parameter(space, index.inner_ptr(), name.as_ptr(), value) };
-    unsafe { faiss_ParameterSpace_free(space) };
-    check(code, "set search parameters")
 }
 
 /// Turns a faiss C API status into a Result, with the C++ exception's message.

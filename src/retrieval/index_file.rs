@@ -123,16 +123,31 @@ type Result<T> = std::result::Result<T, IndexFileError>;
 /// Checks that `bytes` is a complete, consistent index of a supported layout and returns what
 /// it holds. Reads every structure faiss will read, allocates nothing, and never panics.
 pub fn inspect(bytes: &[u8]) -> Result<IndexSummary> {
+    inspect_parts(bytes).map(|(summary, _)| summary)
+}
+
+/// Where the two indexes nested in an `IxRF` file lie: each range is a complete serialized
+/// index that faiss can read on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RefineParts {
+    /// The IVF-PQ fast-scan index (`IwPf`).
+    pub base: std::ops::Range<usize>,
+    /// The flat index of exact vectors (`IxF2` / `IxFI`).
+    pub refine: std::ops::Range<usize>,
+}
+
+/// [`inspect`], also locating the nested indexes of refine layouts.
+pub(super) fn inspect_parts(bytes: &[u8]) -> Result<(IndexSummary, Option<RefineParts>)> {
     let mut reader = Reader { bytes, offset: 0 };
     let start = reader.offset;
     let found = reader.fourcc("index type")?;
-    let summary = match &found.0 {
-        b"IwFl" => ivf_flat(&mut reader)?,
-        b"IxRF" => refine_flat(&mut reader)?,
+    let (summary, parts) = match &found.0 {
+        b"IwFl" => (ivf_flat(&mut reader)?, None),
+        b"IxRF" => refine_flat(&mut reader).map(|(summary, parts)| (summary, Some(parts)))?,
         _ => return Err(IndexFileError::UnsupportedType { found, offset: start }),
     };
     match reader.remaining() {
-        0 => Ok(summary),
+        0 => Ok((summary, parts)),
         extra => Err(IndexFileError::TrailingBytes(extra)),
     }
 }
@@ -371,7 +386,7 @@ fn ivf_pq_fast_scan(r: &mut Reader) -> Result<(Header, u64, u64, u64, bool)> {
 }
 
 /// `IxRF`: header, the base index (IVF-PQ fast-scan), the refine vectors, k_factor.
-fn refine_flat(r: &mut Reader) -> Result<IndexSummary> {
+fn refine_flat(r: &mut Reader) -> Result<(IndexSummary, RefineParts)> {
     let h = header(r)?;
     let base_at = r.offset;
     r.expect_fourcc("refined index", b"IwPf", "\"IwPf\" (IVF-PQ fast-scan)")?;
@@ -386,7 +401,9 @@ fn refine_flat(r: &mut Reader) -> Result<IndexSummary> {
             expected: Expected::Rule("it must match the refine index's metric"),
         });
     }
+    let refine_at = r.offset;
     flat(r, &h, h.vectors, "refine vectors")?;
+    let parts = RefineParts { base: base_at..refine_at, refine: refine_at..r.offset };
     let k_at = r.offset;
     let k_factor = r.f32("refine k_factor")?;
     if !(k_factor.is_finite() && (1.0..=1024.0).contains(&k_factor)) {
@@ -397,14 +414,15 @@ fn refine_flat(r: &mut Reader) -> Result<IndexSummary> {
             expected: Expected::Rule("it must be a number from 1 to 1024"),
         });
     }
-    Ok(IndexSummary {
+    let summary = IndexSummary {
         layout: IndexLayout::IvfPqFastScanRefineFlat { pq_m, by_residual, k_factor },
         dim: h.dim,
         vectors: h.vectors,
         metric: h.metric,
         nlist,
         nprobe,
-    })
+    };
+    Ok((summary, parts))
 }
 
 fn le_u64(bytes: &[u8]) -> u64 {

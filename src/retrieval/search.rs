@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::ffi::c_int;
 
 use super::blend::{blend_frame, Neighbours};
-use super::faiss_index::{FeatureIndex, RetrievalError};
+use super::faiss_index::{FeatureIndex, RetrievalError, SearchScratch};
 use super::index_file::Metric;
 
 extern "C" {
@@ -41,6 +41,7 @@ pub struct Retriever {
     dim: usize,
     k: usize,
     max_frames: usize,
+    scratch: SearchScratch,
     queries: Vec<f32>,
     distances: Vec<f32>,
     labels: Vec<i64>,
@@ -58,6 +59,7 @@ impl Retriever {
             dim,
             k,
             max_frames,
+            scratch: index.scratch(max_frames),
             queries: vec![0.0; max_frames * dim],
             distances: vec![0.0; max_frames * k],
             labels: vec![-1; max_frames * k],
@@ -66,9 +68,9 @@ impl Retriever {
         }
     }
 
-    /// Whether this retriever's buffers fit `index` (dimension and k).
+    /// Whether this retriever's buffers fit `index` (dimension and search settings).
     pub fn fits(&self, index: &FeatureIndex) -> bool {
-        self.dim == index.dim() && self.k == index.settings().k
+        self.dim == index.dim() && self.k == index.settings().k && self.scratch.fits(index, self.max_frames)
     }
 
     /// Blends `frames` (`T × dim`, row-major) into `out` with one ratio per frame. Frames that
@@ -80,7 +82,7 @@ impl Retriever {
         ratios: &[f32],
         out: &mut [f32],
     ) -> Result<(), RetrievalError> {
-        if !self.fits(index) || frames.len() % self.dim != 0 {
+        if !self.fits(index) || !frames.len().is_multiple_of(self.dim) {
             return Err(RetrievalError::Dimension { features: frames.len(), index: index.dim() });
         }
         let count = frames.len() / self.dim;
@@ -96,27 +98,36 @@ impl Retriever {
         let queries = &mut self.queries[..frames.len()];
         sanitized_copy(frames, queries);
         let (k, d) = (self.k, self.dim);
-        index.search_into(queries, &mut self.distances[..count * k], &mut self.labels[..count * k])?;
+        let (distances, labels) = (&mut self.distances[..count * k], &mut self.labels[..count * k]);
+        index.search_with(queries, &mut self.scratch, distances, labels)?;
         for (t, ((frame, out), &ratio)) in frames.chunks_exact(d).zip(out.chunks_exact_mut(d)).zip(ratios).enumerate() {
             let labels = &self.labels[t * k..][..k];
             let mut distances = &self.distances[t * k..][..k];
-            for (slot, &label) in labels.iter().enumerate() {
-                if label >= 0 {
-                    index.vector_into(label, &mut self.neighbours[slot * d..][..d])?;
+            // RFlat layouts keep every vector in one array: read in place. IVF-Flat lists are
+            // copied out by id.
+            let stored = index.stored_vectors();
+            if stored.is_none() {
+                for (slot, &label) in labels.iter().enumerate() {
+                    if label >= 0 {
+                        index.vector_into(label, &mut self.neighbours[slot * d..][..d])?;
+                    }
                 }
             }
+            let gathered = &self.neighbours;
+            let neighbour = |slot: usize| match stored {
+                Some(all) => &all[labels[slot].max(0) as usize * d..][..d],
+                None => &gathered[slot * d..][..d],
+            };
             if index.summary().metric == Metric::InnerProduct {
                 // RVC's weights are inverse squared L2 distances; an inner-product index
                 // scores by similarity, so measure the distance to what it found.
                 let query = &queries[t * d..][..d];
                 for (slot, l2) in self.l2.iter_mut().enumerate() {
-                    *l2 = squared_l2(query, &self.neighbours[slot * d..][..d]);
+                    *l2 = squared_l2(query, neighbour(slot));
                 }
                 distances = &self.l2;
             }
-            let neighbours = Neighbours { labels, distances };
-            let vectors = &self.neighbours;
-            blend_frame(frame, neighbours, |slot| &vectors[slot * d..][..d], ratio, out);
+            blend_frame(frame, Neighbours { labels, distances }, neighbour, ratio, out);
         }
         Ok(())
     }
