@@ -23,7 +23,7 @@ use thiserror::Error;
 
 pub use audio::{AudioProcessor, Controls};
 pub use latency::LatencyPlan;
-pub use stage::{Identity, Stage};
+pub use stage::{Identity, Stage, StageControls};
 
 /// Shortest and longest worker block the engine accepts, in milliseconds.
 pub const BLOCK_MS_RANGE: std::ops::RangeInclusive<f64> = 50.0..=500.0;
@@ -99,6 +99,19 @@ struct Handshake {
     stop: std::sync::atomic::AtomicBool,
 }
 
+/// Stage controls as the audio thread sends them: stamped with the stream they belong to (its
+/// restart number) and the stream position, in samples, from which they apply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ControlEvent {
+    serial: u32,
+    at: u64,
+    controls: StageControls,
+}
+
+/// Control changes in flight between the audio thread and the worker. One per `process` call
+/// at most; when full, the audio thread retries on its next call.
+const CONTROL_EVENTS: usize = 64;
+
 /// One running engine: the audio-thread half plus the worker thread it feeds.
 pub struct Engine {
     audio: AudioProcessor,
@@ -126,13 +139,16 @@ impl Engine {
         let capacity = plan.ring_capacity();
         let (to_worker, worker_input) = rtrb::RingBuffer::new(capacity);
         let (worker_output, from_worker) = rtrb::RingBuffer::new(capacity);
+        let (control_events, worker_controls) = rtrb::RingBuffer::new(CONTROL_EVENTS);
         let handshake = Arc::new(Handshake::default());
+        let rings = worker::WorkerRings { input: worker_input, output: worker_output, controls: worker_controls };
         let worker = worker::WorkerThread::spawn(
-            worker::BlockWorker::new(plan.block, stage, worker_input, worker_output, handshake.clone()),
+            worker::BlockWorker::new(plan.block, stage, rings, handshake.clone()),
             handshake.clone(),
         )
         .map_err(EngineError::WorkerSpawn)?;
-        let audio = AudioProcessor::new(&config, plan, to_worker, from_worker, handshake, worker.thread().clone());
+        let rings = audio::AudioRings { to_worker, from_worker, control_events };
+        let audio = AudioProcessor::new(&config, plan, rings, handshake, worker.thread().clone());
         Ok(Self { audio, _worker: worker })
     }
 

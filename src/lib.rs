@@ -7,11 +7,13 @@
 //!   audio-thread half and a worker thread joined by lock-free rings.
 //! - stages ([`engine::Stage`]) — the processing the worker runs on fixed blocks; [`retrieval`]
 //!   holds the feature-index side: validating, loading, searching, blending, building.
+//! - [`pipeline`] — the stage chain the plugin and the CLI share.
 //! - [`npy`] — feature matrices as `.npy` files for the CLI.
 //! - [`rt`] — allocation-free primitives the audio thread is built from.
 
 pub mod engine;
 pub mod npy;
+pub mod pipeline;
 pub mod plugin;
 pub mod retrieval;
 pub mod rt;

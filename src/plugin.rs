@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use nice_plug::prelude::*;
 
-use crate::engine::{Controls, Engine, EngineConfig, Identity, RenderMode};
+use crate::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls};
+use crate::pipeline::voice_stages;
 pub use params::RvcStageParams;
 
 #[derive(Default)]
@@ -32,6 +33,7 @@ impl RvcStage {
             mix: self.params.dry_wet.value(),
             gain: util::db_to_gain(self.params.output_gain.value()),
             bypass: self.params.bypass.value(),
+            stage: StageControls { index_ratio: self.params.index_ratio.value() },
         }
     }
 }
@@ -85,7 +87,7 @@ impl Plugin for RvcStage {
                 ProcessMode::Realtime | ProcessMode::Buffered => RenderMode::Realtime,
             },
         };
-        match Engine::start(config, Box::new(Identity)) {
+        match Engine::start(config, voice_stages(self.params.index.0.reader())) {
             Ok(engine) => {
                 context.set_latency_samples(engine.latency_samples() as u32);
                 self.engine = Some(engine);

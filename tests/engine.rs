@@ -40,7 +40,7 @@ fn impulse_appears_exactly_after_the_reported_latency() {
 #[test]
 fn offline_output_does_not_depend_on_call_sizes() {
     let input = vec![noise(1, 30_000, 0.5), noise(2, 30_000, 0.5)];
-    let controls = Controls { mix: 0.7, gain: 0.8, bypass: false };
+    let controls = Controls { mix: 0.7, gain: 0.8, ..Controls::default() };
     let mut renders = Vec::new();
     for sizes in [0, 1, 2] {
         let mut engine = offline(44_100.0, 1024, 2, Box::new(OnePole::default()));
@@ -111,7 +111,8 @@ fn non_finite_and_subnormal_input_never_reaches_the_output() {
     }
     for gain in [1.0, 3.98] {
         let mut engine = offline(96_000.0, 333, 2, Box::new(Identity));
-        let output = render(&mut engine, &input, Controls { mix: 0.5, gain, bypass: false }, random_sizes(9, 333));
+        let output =
+            render(&mut engine, &input, Controls { mix: 0.5, gain, ..Controls::default() }, random_sizes(9, 333));
         assert_clean(&output);
         assert!(output[0].iter().any(|x| *x != 0.0));
     }

@@ -18,7 +18,7 @@ use multiversion::multiversion;
 use rtrb::{Consumer, Producer};
 
 use super::latency::samples_for_ms;
-use super::{EngineConfig, EngineStats, Handshake, LatencyPlan, RenderMode};
+use super::{ControlEvent, EngineConfig, EngineStats, Handshake, LatencyPlan, RenderMode, StageControls};
 use crate::rt::{flush, DelayLine, Ramp};
 
 /// Smoothing time for dry/wet, output gain and bypass changes.
@@ -42,12 +42,21 @@ pub struct Controls {
     pub gain: f32,
     /// Output the latency-compensated dry signal at unity gain (crossfaded, like any change).
     pub bypass: bool,
+    /// Values for the worker's stage, sent along with the samples of this call.
+    pub stage: StageControls,
 }
 
 impl Default for Controls {
     fn default() -> Self {
-        Self { mix: 1.0, gain: 1.0, bypass: false }
+        Self { mix: 1.0, gain: 1.0, bypass: false, stage: StageControls::default() }
     }
+}
+
+/// The audio thread's ends of the rings it shares with the worker.
+pub struct AudioRings {
+    pub to_worker: Producer<f32>,
+    pub from_worker: Consumer<f32>,
+    pub control_events: Producer<ControlEvent>,
 }
 
 /// Whether the worker stream is live or being restarted.
@@ -66,6 +75,11 @@ pub struct AudioProcessor {
     mode: RenderMode,
     to_worker: Producer<f32>,
     from_worker: Consumer<f32>,
+    control_events: Producer<ControlEvent>,
+    /// The stage controls the worker has for the current stream (`None`: none sent yet).
+    sent_controls: Option<StageControls>,
+    /// Samples sent to the worker in the current stream.
+    stream_sent: u64,
     handshake: Arc<Handshake>,
     /// Unparked in offline mode only, so the worker does not sleep through a bounce.
     worker_thread: Thread,
@@ -107,8 +121,7 @@ impl AudioProcessor {
     pub(super) fn new(
         config: &EngineConfig,
         plan: LatencyPlan,
-        to_worker: Producer<f32>,
-        from_worker: Consumer<f32>,
+        rings: AudioRings,
         handshake: Arc<Handshake>,
         worker_thread: Thread,
     ) -> Self {
@@ -119,8 +132,11 @@ impl AudioProcessor {
             plan,
             latency: latency as i64,
             mode: config.mode,
-            to_worker,
-            from_worker,
+            to_worker: rings.to_worker,
+            from_worker: rings.from_worker,
+            control_events: rings.control_events,
+            sent_controls: None,
+            stream_sent: 0,
             handshake,
             worker_thread,
             stats: Arc::default(),
@@ -205,7 +221,7 @@ impl AudioProcessor {
         let first_input = self.position - self.latency;
         self.finish_restart();
         self.downmix(channels, range.clone());
-        self.send_to_worker(n);
+        self.send_to_worker(n, controls.stage);
         if self.mode == RenderMode::Offline {
             self.wait_for_wet(first_input + n as i64 - 1);
         }
@@ -251,6 +267,8 @@ impl AudioProcessor {
         self.stream_start = self.position;
         self.wet_next = self.position - self.plan.stage as i64;
         self.stream = Stream::Live;
+        self.stream_sent = 0;
+        self.sent_controls = None;
     }
 
     /// Writes the sanitised channel average of the host's input to `mono`.
@@ -273,9 +291,16 @@ impl AudioProcessor {
     /// Hands the downmix to the worker. If the worker has stalled so long that the ring is
     /// full, the stream restarts instead of dropping samples silently, because a gap would
     /// shift every later wet sample against its dry counterpart.
-    fn send_to_worker(&mut self, n: usize) {
+    fn send_to_worker(&mut self, n: usize, controls: StageControls) {
         if self.stream != Stream::Live {
             return;
+        }
+        if self.sent_controls != Some(controls) {
+            let event = ControlEvent { serial: self.restart_serial, at: self.stream_sent, controls };
+            // A full queue (64 changes the worker has not reached) retries on the next call.
+            if self.control_events.push(event).is_ok() {
+                self.sent_controls = Some(controls);
+            }
         }
         if self.to_worker.push_entire_slice(&self.mono[..n]).is_err() {
             if !self.late {
@@ -285,6 +310,7 @@ impl AudioProcessor {
             self.request_restart();
             return;
         }
+        self.stream_sent += n as u64;
         self.wake_worker_offline();
     }
 
@@ -510,8 +536,9 @@ mod tests {
             let (to_worker, worker_in) = rtrb::RingBuffer::new(plan.ring_capacity());
             let (worker_out, from_worker) = rtrb::RingBuffer::new(plan.ring_capacity());
             let handshake = Arc::new(Handshake::default());
-            let audio =
-                AudioProcessor::new(&config, plan, to_worker, from_worker, handshake.clone(), std::thread::current());
+            let (control_events, _) = rtrb::RingBuffer::new(1);
+            let rings = AudioRings { to_worker, from_worker, control_events };
+            let audio = AudioProcessor::new(&config, plan, rings, handshake.clone(), std::thread::current());
             Self { audio, worker_in, worker_out, handshake }
         }
 

@@ -2,6 +2,23 @@
 //! runs (today the identity stage; the feature, retrieval and synthesis stages plug in here).
 //! Stages run on the **worker thread** only, so they may allocate, block and take their time.
 
+/// Host-automated values that stages read. The audio thread sends them with the stream
+/// position they take effect at; the worker hands them over between blocks, so an offline
+/// render applies them at the same block every time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageControls {
+    /// How far content features are pulled towards the index's voice, 0 ..= 1 (RVC's
+    /// `index_rate`).
+    pub index_ratio: f32,
+}
+
+impl Default for StageControls {
+    fn default() -> Self {
+        // RVC's own default index rate.
+        Self { index_ratio: 0.75 }
+    }
+}
+
 /// One processing step over fixed-size blocks of mono host-rate audio.
 pub trait Stage: Send {
     /// Algorithmic delay in samples between a block's input and its output (e.g. resampling
@@ -16,6 +33,13 @@ pub trait Stage: Send {
 
     /// Forgets all history: the next block starts a new stream.
     fn reset(&mut self) {}
+
+    /// New control values, effective from the next block on.
+    fn set_controls(&mut self, _controls: StageControls) {}
+
+    /// Called when the worker has nothing to do, between blocks: a chance to take up new
+    /// resources (e.g. a newly loaded index) while no audio flows.
+    fn idle(&mut self) {}
 }
 
 /// Passes audio through unchanged: the stand-in until the neural stages exist, and the

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rtrb::{Consumer, Producer};
 
-use super::{Handshake, Stage};
+use super::{ControlEvent, Handshake, Stage};
 
 /// How long the worker sleeps when there is nothing to do.
 const IDLE_POLL: Duration = Duration::from_millis(1);
@@ -25,13 +25,23 @@ pub enum Step {
     Progress,
 }
 
+/// The worker's ends of the rings it shares with the audio thread.
+pub struct WorkerRings {
+    pub input: Consumer<f32>,
+    pub output: Producer<f32>,
+    pub controls: Consumer<ControlEvent>,
+}
+
 /// The worker's state: the block being assembled and the stage it goes through. Single
 /// threaded; [`WorkerThread`] drives it, unit tests call [`step`](Self::step) directly.
 pub struct BlockWorker {
     stage: Box<dyn Stage>,
     input: Consumer<f32>,
     output: Producer<f32>,
+    controls: Consumer<ControlEvent>,
     handshake: Arc<Handshake>,
+    /// Stream position of the block being assembled (samples since the stream started).
+    block_start: u64,
     /// The block being assembled; always `block_len` long, `filled` samples valid.
     block: Vec<f32>,
     filled: usize,
@@ -42,19 +52,15 @@ pub struct BlockWorker {
 }
 
 impl BlockWorker {
-    pub fn new(
-        block_len: usize,
-        stage: Box<dyn Stage>,
-        input: Consumer<f32>,
-        output: Producer<f32>,
-        handshake: Arc<Handshake>,
-    ) -> Self {
+    pub fn new(block_len: usize, stage: Box<dyn Stage>, rings: WorkerRings, handshake: Arc<Handshake>) -> Self {
         let acknowledged = handshake.acknowledged.load(Ordering::Acquire);
         Self {
             stage,
-            input,
-            output,
+            input: rings.input,
+            output: rings.output,
+            controls: rings.controls,
             handshake,
+            block_start: 0,
             block: vec![0.0; block_len],
             filled: 0,
             processed: vec![0.0; block_len],
@@ -72,7 +78,9 @@ impl BlockWorker {
         }
         let took_input = self.fill_block();
         if self.filled == self.block.len() && self.output.slots() >= self.block.len() {
+            self.apply_controls();
             self.stage.process(&self.block, &mut self.processed);
+            self.block_start += self.block.len() as u64;
             self.output
                 .push_entire_slice(&self.processed)
                 .expect("room for the block was checked above and only this thread pushes");
@@ -83,7 +91,23 @@ impl BlockWorker {
         if took_input {
             Step::Progress
         } else {
+            self.stage.idle();
             Step::Idle
+        }
+    }
+
+    /// Hands the stage every control change that applies from the current block's first
+    /// sample on. Changes from a stream that was since restarted are dropped.
+    fn apply_controls(&mut self) {
+        while let Ok(event) = self.controls.peek() {
+            if event.serial == self.acknowledged && event.at > self.block_start {
+                break;
+            }
+            let event = *event;
+            let _ = self.controls.pop();
+            if event.serial == self.acknowledged {
+                self.stage.set_controls(event.controls);
+            }
         }
     }
 
@@ -95,6 +119,7 @@ impl BlockWorker {
             chunk.commit_all();
         }
         self.filled = 0;
+        self.block_start = 0;
         self.stage.reset();
         self.acknowledged = requested;
         self.handshake.acknowledged.store(requested, Ordering::Release);
@@ -187,8 +212,10 @@ mod tests {
     ) -> (BlockWorker, Producer<f32>, Consumer<f32>, Arc<Handshake>) {
         let (to_worker, input) = rtrb::RingBuffer::new(capacity);
         let (output, from_worker) = rtrb::RingBuffer::new(capacity);
+        let (_, controls) = rtrb::RingBuffer::new(1);
         let handshake = Arc::new(Handshake::default());
-        (BlockWorker::new(block, stage, input, output, handshake.clone()), to_worker, from_worker, handshake)
+        let rings = WorkerRings { input, output, controls };
+        (BlockWorker::new(block, stage, rings, handshake.clone()), to_worker, from_worker, handshake)
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The plugin's parameters, all in one place. Read on the audio thread (lock-free atomics),
 //! written by the host from any thread.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
 
-use crate::engine::BLOCK_MS_RANGE;
+use crate::engine::{StageControls, BLOCK_MS_RANGE};
+use crate::retrieval::{IndexSlot, IndexStatus};
 
 #[derive(Params)]
 pub struct RvcStageParams {
@@ -21,6 +26,36 @@ pub struct RvcStageParams {
     /// makes the host re-activate the plugin (a short pause in playback in most hosts).
     #[id = "block"]
     pub block_ms: IntParam,
+    /// How far the voice's content features are pulled towards the index's (RVC's index
+    /// rate): 0 leaves them, 1 replaces them with the weighted nearest training vectors.
+    /// Smoothed per feature frame on the worker.
+    #[id = "index_ratio"]
+    pub index_ratio: FloatParam,
+    /// The feature index (`.index` file), saved with the project. Restoring a state loads it
+    /// in the background; the previous index stays in use until the new one is ready.
+    #[persist = "index-path"]
+    pub index: IndexFile,
+}
+
+/// The index-path field of the plugin state, backed by the [`IndexSlot`] that loads it.
+#[derive(Debug, Default)]
+pub struct IndexFile(pub Arc<IndexSlot>);
+
+impl<'a> PersistentField<'a, Option<String>> for IndexFile {
+    fn set(&self, path: Option<String>) {
+        let path = path.filter(|p| !p.is_empty()).map(PathBuf::from);
+        let unchanged = self.0.chosen() == path && !matches!(self.0.status(), IndexStatus::Failed { .. });
+        if !unchanged {
+            self.0.request(path);
+        }
+    }
+
+    fn map<F, R>(&self, f: F) -> R
+    where
+        F: Fn(&Option<String>) -> R,
+    {
+        f(&self.0.chosen().map(|path| path.to_string_lossy().into_owned()))
+    }
 }
 
 impl Default for RvcStageParams {
@@ -45,6 +80,13 @@ impl Default for RvcStageParams {
             )
             .with_unit(" ms")
             .non_automatable(),
+            index_ratio: FloatParam::new(
+                "Index Ratio",
+                StageControls::default().index_ratio,
+                FloatRange::Linear { min: 0.0, max: 1.0 },
+            )
+            .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            index: IndexFile::default(),
         }
     }
 }

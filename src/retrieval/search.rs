@@ -68,6 +68,11 @@ impl Retriever {
         }
     }
 
+    /// Whether blocks of `frames` frames fit the buffers.
+    pub fn fits_frames(&self, frames: usize) -> bool {
+        frames <= self.max_frames
+    }
+
     /// Whether this retriever's buffers fit `index` (dimension and search settings).
     pub fn fits(&self, index: &FeatureIndex) -> bool {
         self.dim == index.dim() && self.k == index.settings().k && self.scratch.fits(index, self.max_frames)

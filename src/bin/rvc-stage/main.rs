@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use rvc_stage::engine::{Controls, Engine, EngineConfig, Identity, RenderMode, BLOCK_MS_RANGE};
+use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
+use rvc_stage::pipeline::voice_stages;
+use rvc_stage::retrieval::{IndexSlot, IndexStatus};
 
 mod index;
 
@@ -97,6 +99,12 @@ struct RenderArgs {
     /// Frames handed to the engine per call, like a host's buffer size.
     #[arg(long, default_value_t = 512)]
     buffer: usize,
+    /// Feature index (`.index`), as the plugin's saved index path.
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Index ratio, 0-1, as the plugin's Index Ratio parameter.
+    #[arg(long, default_value_t = 0.75)]
+    index_ratio: f32,
 }
 
 fn main() -> ExitCode {
@@ -123,6 +131,7 @@ fn render(args: &RenderArgs) -> Result<()> {
     ensure!(BLOCK_MS_RANGE.contains(&args.block_ms), "--block-ms must be within 50-500, got {}", args.block_ms);
     ensure!((0.0..=1.0).contains(&args.mix), "--mix must be within 0-1, got {}", args.mix);
     ensure!(args.buffer > 0, "--buffer must be at least 1");
+    ensure!((0.0..=1.0).contains(&args.index_ratio), "--index-ratio must be within 0-1, got {}", args.index_ratio);
     let (spec, mut channels) = read_wav(&args.input)?;
     let frames = channels[0].len();
     let config = EngineConfig {
@@ -132,9 +141,22 @@ fn render(args: &RenderArgs) -> Result<()> {
         block_ms: args.block_ms,
         mode: RenderMode::Offline,
     };
-    let mut engine = Engine::start(config, Box::new(Identity))?;
+    let slot = IndexSlot::default();
+    if let Some(index) = &args.index {
+        slot.request(Some(index.clone()));
+        slot.wait();
+        if let IndexStatus::Failed { reason, .. } = slot.status() {
+            anyhow::bail!("{reason}");
+        }
+    }
+    let mut engine = Engine::start(config, voice_stages(slot.reader()))?;
     let latency = engine.latency_samples();
-    let controls = Controls { mix: args.mix, gain: 10f32.powf(args.gain_db / 20.0), bypass: false };
+    let controls = Controls {
+        mix: args.mix,
+        gain: 10f32.powf(args.gain_db / 20.0),
+        bypass: false,
+        stage: StageControls { index_ratio: args.index_ratio },
+    };
 
     // Feed `latency` samples of silence after the input, then drop the first `latency` output
     // samples: the result lines up with the input.

@@ -1,0 +1,186 @@
+//! The retrieval stage, on the worker thread: every block's content-feature frames (from a
+//! [`FeatureSource`]) are blended with their nearest index vectors at the index ratio,
+//! smoothed per frame, and handed to a [`FeatureSink`] — the synthesizer, once it exists.
+//! Until then the audio passes through unchanged. A newly loaded index is taken up between
+//! blocks; a features/index mismatch turns retrieval off with a reason instead of failing.
+
+use std::sync::{Arc, Mutex};
+
+use super::search::Retriever;
+use super::slot::IndexReader;
+use crate::engine::{Stage, StageControls};
+
+/// Content-feature frames per second (HuBERT / ContentVec: hop 320 at 16 kHz).
+pub const FRAME_RATE: f64 = 50.0;
+
+/// Frames the index ratio takes to cross its whole range (100 ms): automation moves it
+/// smoothly, frame by frame, never in one jump.
+const RATIO_RAMP_FRAMES: f32 = 5.0;
+
+/// Frames per block the search buffers are first sized for (a 500 ms block has 25); larger
+/// blocks grow them once, on the worker.
+const FRAMES_PREPARED: usize = 32;
+
+/// Produces content features from the audio stream.
+pub trait FeatureSource: Send {
+    /// Values per frame; `None` while the source produces nothing (no content model loaded).
+    fn dim(&self) -> Option<usize>;
+    /// Appends to `frames` the frames (row-major) that this block of host-rate audio completes.
+    fn frames_for(&mut self, block: &[f32], frames: &mut Vec<f32>);
+    /// The stream restarts.
+    fn reset(&mut self) {}
+}
+
+/// Consumes blended features.
+pub trait FeatureSink: Send {
+    /// One block's blended frames and the index ratio each was blended with.
+    fn accept(&mut self, frames: &[f32], ratios: &[f32]);
+    /// The stream restarts.
+    fn reset(&mut self) {}
+}
+
+/// Why retrieval is not applied although an index is loaded, for display.
+pub type RetrievalProblem = Arc<Mutex<Option<String>>>;
+
+pub struct RetrievalStage {
+    source: Box<dyn FeatureSource>,
+    sink: Box<dyn FeatureSink>,
+    index: IndexReader,
+    retriever: Option<Retriever>,
+    problem: RetrievalProblem,
+    /// Where the ratio is heading and where it is.
+    target: f32,
+    ratio: f32,
+    /// Whether a frame has been blended since the stream started (before that, a new ratio
+    /// applies at once).
+    started: bool,
+    frames: Vec<f32>,
+    ratios: Vec<f32>,
+    blended: Vec<f32>,
+}
+
+impl RetrievalStage {
+    pub fn new(source: Box<dyn FeatureSource>, sink: Box<dyn FeatureSink>, index: IndexReader) -> Self {
+        let ratio = StageControls::default().index_ratio;
+        RetrievalStage {
+            source,
+            sink,
+            index,
+            retriever: None,
+            problem: RetrievalProblem::default(),
+            target: ratio,
+            ratio,
+            started: false,
+            frames: Vec::new(),
+            ratios: Vec::new(),
+            blended: Vec::new(),
+        }
+    }
+
+    /// Where this stage reports a features/index mismatch or a failed search.
+    pub fn problem(&self) -> RetrievalProblem {
+        self.problem.clone()
+    }
+
+    /// Takes up a newly published index and sizes the search buffers for it.
+    fn take_up_new_index(&mut self) {
+        if !self.index.refresh() {
+            return;
+        }
+        self.retriever = None;
+        self.report(None);
+        let (Some(index), Some(dim)) = (self.index.index(), self.source.dim()) else { return };
+        if index.dim() == dim {
+            self.retriever = Some(Retriever::new(index, FRAMES_PREPARED));
+        } else {
+            self.report(Some(format!(
+                "the content features have {dim} values per frame but the index holds {}-dimensional vectors; retrieval is off",
+                index.dim()
+            )));
+        }
+    }
+
+    fn report(&self, problem: Option<String>) {
+        if let Ok(mut slot) = self.problem.try_lock() {
+            *slot = problem;
+        }
+    }
+
+    fn advance_ratios(&mut self, frames: usize) {
+        self.ratios.clear();
+        for _ in 0..frames {
+            if self.started {
+                let step = (self.target - self.ratio).clamp(-1.0 / RATIO_RAMP_FRAMES, 1.0 / RATIO_RAMP_FRAMES);
+                self.ratio += step;
+            } else {
+                self.ratio = self.target;
+                self.started = true;
+            }
+            self.ratios.push(self.ratio);
+        }
+    }
+
+    fn blend(&mut self, dim: usize) {
+        self.blended.clear();
+        self.blended.extend_from_slice(&self.frames);
+        let (Some(index), Some(retriever)) = (self.index.index(), self.retriever.as_mut()) else { return };
+        let count = self.frames.len() / dim;
+        if !retriever.fits_frames(count) {
+            *retriever = Retriever::new(index, count);
+        }
+        if let Err(error) = retriever.retrieve(index, &self.frames, &self.ratios, &mut self.blended) {
+            if let Ok(mut slot) = self.problem.try_lock() {
+                *slot = Some(format!("retrieval failed, features pass unchanged: {error}"));
+            }
+            self.blended.copy_from_slice(&self.frames);
+        }
+    }
+}
+
+impl Stage for RetrievalStage {
+    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        output.copy_from_slice(input);
+        self.take_up_new_index();
+        let Some(dim) = self.source.dim().filter(|d| *d > 0) else { return };
+        self.frames.clear();
+        self.source.frames_for(input, &mut self.frames);
+        self.advance_ratios(self.frames.len() / dim);
+        self.blend(dim);
+        self.sink.accept(&self.blended, &self.ratios);
+    }
+
+    fn reset(&mut self) {
+        self.source.reset();
+        self.sink.reset();
+        self.ratio = self.target;
+        self.started = false;
+    }
+
+    fn set_controls(&mut self, controls: StageControls) {
+        self.target = if controls.index_ratio.is_finite() { controls.index_ratio.clamp(0.0, 1.0) } else { 0.0 };
+    }
+
+    fn idle(&mut self) {
+        self.take_up_new_index();
+    }
+}
+
+/// The plugin's source until the content-feature stage exists: no frames.
+#[derive(Debug, Default)]
+pub struct NoFeatures;
+
+impl FeatureSource for NoFeatures {
+    fn dim(&self) -> Option<usize> {
+        None
+    }
+
+    fn frames_for(&mut self, _block: &[f32], _frames: &mut Vec<f32>) {}
+}
+
+/// The plugin's sink until the synthesizer exists: blended features go nowhere.
+#[derive(Debug, Default)]
+pub struct DiscardFeatures;
+
+impl FeatureSink for DiscardFeatures {
+    fn accept(&mut self, _frames: &[f32], _ratios: &[f32]) {}
+}
