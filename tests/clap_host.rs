@@ -109,7 +109,9 @@ fn parameter_fuzzing_keeps_the_output_clean() {
         let gain = format!("{}", [-36.0, 12.0, rng.f32() * 48.0 - 36.0][round % 3]);
         let block = format!("{}", [50, 500, rng.u32(50..=500)][round % 3]);
         let bypass = if rng.bool() { "Bypassed" } else { "Not Bypassed" };
+        let ratio = format!("{}", [0.0, 1.0, rng.f32()][round % 3]);
         let params = [
+            ("Index Ratio", ratio.as_str()),
             ("Dry/Wet", mix.as_str()),
             ("Output Gain", gain.as_str()),
             ("Block Size", block.as_str()),
@@ -137,7 +139,13 @@ fn state_round_trips_byte_identically() {
     let mut plugin = Plugin::new(&entry).unwrap();
     // Change parameters through the audio path, as automation would.
     let settings = Settings::new(48_000.0, 256, false);
-    let params = [("Dry/Wet", "25%"), ("Output Gain", "6.5"), ("Block Size", "250"), ("Bypass", "Bypassed")];
+    let params = [
+        ("Dry/Wet", "25%"),
+        ("Output Gain", "6.5"),
+        ("Block Size", "250"),
+        ("Bypass", "Bypassed"),
+        ("Index Ratio", "0.3"),
+    ];
     plugin.render(settings, &vec![vec![0.0; 256]; 2], &params, || 256).unwrap();
     let saved = plugin.save_state().unwrap();
     assert_ne!(saved, Plugin::new(&entry).unwrap().save_state().unwrap(), "changed parameters must be saved");
@@ -145,9 +153,13 @@ fn state_round_trips_byte_identically() {
     let mut restored = Plugin::new(&entry).unwrap();
     restored.load_state(&saved).unwrap();
     assert_eq!(restored.save_state().unwrap(), saved);
-    for (name, text) in
-        [("Dry/Wet", "25%"), ("Output Gain", "6.5 dB"), ("Block Size", "250 ms"), ("Bypass", "Bypassed")]
-    {
+    for (name, text) in [
+        ("Dry/Wet", "25%"),
+        ("Output Gain", "6.5 dB"),
+        ("Block Size", "250 ms"),
+        ("Bypass", "Bypassed"),
+        ("Index Ratio", "0.30"),
+    ] {
         assert_eq!(restored.param_text(name).unwrap(), text);
     }
     // Loading garbage is refused without crashing, and leaves a working plugin.
@@ -157,6 +169,40 @@ fn state_round_trips_byte_identically() {
     }
     assert!(restored.load_state(&[]).is_err());
     assert_eq!(restored.save_state().unwrap(), saved);
+}
+
+/// The state with `index-path` set to `path`. nice-plug's CLAP state is a u64 length and
+/// JSON, persisted fields in it as JSON strings.
+fn state_with_index(saved: &[u8], path: &std::path::Path) -> Vec<u8> {
+    let text = std::str::from_utf8(&saved[8..]).unwrap();
+    let field = format!("\"index-path\":{:?}", format!("{:?}", path.to_str().unwrap()));
+    assert!(text.contains("\"index-path\":\"null\""), "unexpected state layout: {text}");
+    let json = text.replace("\"index-path\":\"null\"", &field);
+    [(json.len() as u64).to_le_bytes().as_slice(), json.as_bytes()].concat()
+}
+
+/// Indexes come with the state: a good one is kept across save and load, and a missing or
+/// corrupt one leaves a plugin that still passes audio with its exact latency.
+#[test]
+fn the_index_path_travels_in_the_state_and_bad_files_never_stop_the_audio() {
+    let entry = load(&bundle()).unwrap();
+    let fixtures = common::generated("reference_search.py");
+    let fresh = Plugin::new(&entry).unwrap().save_state().unwrap();
+    let corrupt = std::env::temp_dir().join(format!("rvc-stage-corrupt-state-{}.index", std::process::id()));
+    std::fs::write(&corrupt, vec![0x49; 4096]).unwrap();
+    let missing = fixtures.join("does-not-exist.index");
+    for path in [fixtures.join("fast_scan_768.index"), corrupt.clone(), missing] {
+        let state = state_with_index(&fresh, &path);
+        let mut plugin = Plugin::new(&entry).unwrap();
+        plugin.load_state(&state).unwrap();
+        assert_eq!(plugin.save_state().unwrap(), state, "{}", path.display());
+        let settings = Settings::new(44_100.0, 512, true);
+        let latency = plugin.render(settings, &impulse(2, 0, 1), &[("Index Ratio", "1")], || 1).unwrap().latency;
+        let render = plugin.render(settings, &impulse(2, 7, latency as usize + 50), &[], || 512).unwrap();
+        assert_eq!(render.output[0][7 + latency as usize], 1.0, "{}", path.display());
+        check_clean(&render.output).unwrap();
+    }
+    std::fs::remove_file(corrupt).unwrap();
 }
 
 #[test]
