@@ -14,6 +14,7 @@ mod kernels;
 mod search;
 mod slot;
 mod stage;
+pub mod tune;
 
 pub use blend::{blend_frame, Neighbours};
 pub use faiss_index::{FeatureIndex, RetrievalError, SearchScratch, SearchSettings, DEFAULT_K_FACTOR};

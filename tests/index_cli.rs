@@ -190,3 +190,44 @@ fn bad_input_is_one_plain_error_line() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn tune_measures_recall_and_time_plots_and_recommends() {
+    let dir = scratch("tune");
+    let inputs = dir.join("features.npy");
+    write_matrix(&inputs, &features(8, 3000, 32)).unwrap();
+    let plot = dir.join("tune.svg");
+    let args: [&dyn AsRef<std::ffi::OsStr>; 12] = [
+        &"index",
+        &"tune",
+        &inputs,
+        &"--lists",
+        &"8,24",
+        &"--k-factors",
+        &"1,4",
+        &"--held-out",
+        &"100",
+        &"--plot",
+        &plot,
+        &"--metric=l2",
+    ];
+    let (ok, text) = rvc_stage(&args);
+    assert!(ok, "{text}");
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("lists"))
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    for pair in rows.chunks(2) {
+        let (one, four) = (&pair[0], &pair[1]);
+        assert_eq!((one[0], one[1], four[1]), (four[0], 1.0, 4.0));
+        // A deeper refine re-ranks a superset of candidates: recall cannot drop.
+        assert!((0.0..=1.0).contains(&one[2]) && four[2] >= one[2], "{text}");
+        assert!(one[3] > 0.0 && four[3] > 0.0);
+    }
+    assert!(text.contains("recommended: ") && text.contains("--n-ivf"), "{text}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("8 lists") && svg.contains("24 lists"), "{svg}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -7,6 +7,7 @@ use anyhow::{ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rvc_stage::npy::{read_matrix, write_matrix, Matrix};
 use rvc_stage::retrieval::build::{build_index, factory_string, read_feature_files, vectors_of, BuildOptions, Phase};
+use rvc_stage::retrieval::tune::{recommend, tune as sweep, write_plot, TuneOptions, TuneStep, BLOCK_FRAMES};
 use rvc_stage::retrieval::{inspect, FeatureIndex, IndexLayout, Metric, Retriever, SearchSettings, DEFAULT_K_FACTOR};
 
 /// How an index is trained.
@@ -164,5 +165,83 @@ pub fn retrieve(
     }
     write_matrix(output, &out)?;
     println!("blended {} frames with ratio {ratio} → {}", frames.rows, output.display());
+    Ok(())
+}
+
+/// What `index tune` sweeps.
+#[derive(clap::Args)]
+pub struct TuneArgs {
+    /// List counts to try, comma-separated (default ¼, ½, 1, 2 and 4 × √N).
+    #[arg(long, value_delimiter = ',')]
+    lists: Option<Vec<usize>>,
+    /// Refine depths to try on each, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    k_factors: Vec<f32>,
+    /// Frames held out of the trial indexes and searched (default N/20, at most 1000).
+    #[arg(long)]
+    held_out: Option<usize>,
+    /// Where to write the recall-vs-time plot.
+    #[arg(long, default_value = "index-tune.svg")]
+    plot: PathBuf,
+    /// Distance for feature files: l2 or ip (an index keeps its own).
+    #[arg(long, default_value = "l2", value_parser = parse_metric)]
+    metric: Metric,
+}
+
+pub fn tune(inputs: &[PathBuf], args: &TuneArgs) -> Result<()> {
+    ensure!(!inputs.is_empty(), "name an .index file, or .npy files or directories of them");
+    let (features, metric) = match inputs {
+        [single] if single.extension().is_some_and(|e| e == "index") => {
+            let index = FeatureIndex::load(single, SearchSettings { k_factor: None, ..SearchSettings::default() })?;
+            (vectors_of(&index)?, index.summary().metric)
+        }
+        _ => (read_feature_files(inputs)?, args.metric),
+    };
+    let mut options = TuneOptions::for_size(features.rows, features.cols);
+    options.metric = metric;
+    options.k_factors = args.k_factors.clone();
+    if let Some(lists) = &args.lists {
+        options.lists = lists.clone();
+    }
+    if let Some(held_out) = args.held_out {
+        options.held_out = held_out;
+    }
+    println!(
+        "{} vectors of dimension {}; {} held-out frames searched at nprobe 1, k {}",
+        features.rows, features.cols, options.held_out, options.k
+    );
+    let scratch = std::env::temp_dir().join(format!("rvc-stage-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}")?);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let points = sweep(&features, &options, &scratch, |step| {
+        bar.set_message(match step {
+            TuneStep::ExactSearch => "exact search for the held-out frames".to_string(),
+            TuneStep::Building { lists, phase: Phase::Adding { done, total } } => {
+                format!("{lists} lists: adding vectors {done}/{total}")
+            }
+            TuneStep::Building { lists, .. } => format!("{lists} lists: training"),
+            TuneStep::Measuring { lists, k_factor } => format!("{lists} lists: measuring k_factor {k_factor}"),
+        })
+    });
+    bar.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&scratch);
+    let points = points?;
+    println!();
+    println!("| lists | k_factor | recall@{} | µs per {BLOCK_FRAMES}-frame block |", options.k);
+    println!("|---:|---:|---:|---:|");
+    for point in &points {
+        println!("| {} | {} | {:.3} | {:.0} |", point.lists, point.k_factor, point.recall, point.micros_per_block);
+    }
+    write_plot(&points, &args.plot).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.plot.display()))?;
+    println!();
+    println!("plot: {}", args.plot.display());
+    if let Some((best, reason)) = recommend(&points) {
+        println!("recommended: {} lists, k_factor {} — {reason}", best.lists, best.k_factor);
+        println!(
+            "  rvc-stage index build <features> -o model.index --n-ivf {} --k-factor {}",
+            best.lists, best.k_factor
+        );
+    }
     Ok(())
 }
