@@ -45,9 +45,12 @@ impl FeatureSource for KnownFeatures {
     }
 }
 
-/// Everything the stage hands on: per block, the blended frames and their ratios.
+/// One block as the sink received it: blended frames and their ratios.
+type Block = (Vec<f32>, Vec<f32>);
+
+/// Everything the stage hands on, block by block.
 #[derive(Clone, Default)]
-struct Tap(Arc<Mutex<Vec<(Vec<f32>, Vec<f32>)>>>);
+struct Tap(Arc<Mutex<Vec<Block>>>);
 
 impl FeatureSink for Tap {
     fn accept(&mut self, frames: &[f32], ratios: &[f32]) {

@@ -19,7 +19,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   bundle rvc-stage --release build target/bundled/rvc-stage.clap and rvc-stage.vst3
   test                       setup, bundle, then run every test
   demo                       setup, bundle, then render a test signal through the built plugin
-  bench                      run the benchmarks (release build)";
+  bench                      run the benchmarks (release build)
+  fuzz [SECONDS]             mutate index files through the loader and search (default 600 s)";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -30,7 +31,8 @@ fn main() -> Result<()> {
         "bundle" => nice_plug_xtask::main_with_args("cargo xtask", std::iter::once(command).chain(rest)),
         "test" => test(&rest),
         "demo" => demo::run(),
-        "bench" => cargo(&["bench", "--package", "rvc-stage"], &rest),
+        "bench" => bench(&rest),
+        "fuzz" => fuzz(rest.first().map(String::as_str).unwrap_or("600")),
         _ => bail!("{USAGE}"),
     }
 }
@@ -67,6 +69,36 @@ fn test(extra: &[String]) -> Result<()> {
         std::env::set_var("RVC_STAGE_ONNXRUNTIME", library);
     }
     cargo(&["test", "--workspace"], extra)
+}
+
+/// The benchmarks compare against the reference Python, which setup provides.
+fn bench(extra: &[String]) -> Result<()> {
+    let installed = setup::run()?;
+    std::env::set_var("RVC_STAGE_PYTHON", &installed.python);
+    cargo(&["bench", "--package", "rvc-stage"], extra)
+}
+
+/// Long fuzzing of index loading, seeded with files written by the reference faiss. A crash
+/// is reported with the iteration that reproduces it.
+fn fuzz(seconds: &str) -> Result<()> {
+    let installed = setup::run()?;
+    let seeds = target_dir().join("fuzz/seeds");
+    std::fs::create_dir_all(&seeds)?;
+    let script = workspace_root().join("tests/fixtures/make_indexes.py");
+    let status = Command::new(&installed.python).arg(script).arg(&seeds).status()?;
+    anyhow::ensure!(status.success(), "writing the seed indexes failed");
+    let state = target_dir().join("fuzz/iteration");
+    let run = ["run", "--release", "--example", "fuzz_index_files", "--"];
+    let args = [seeds.to_string_lossy().into_owned(), seconds.to_string(), state.to_string_lossy().into_owned()];
+    if cargo(&run, &args).is_err() {
+        let iteration = std::fs::read_to_string(&state).unwrap_or_default();
+        bail!(
+            "the fuzzer failed at iteration {iteration}; write that input with:\n  \
+             cargo run --release --example fuzz_index_files -- {} --replay {iteration} crash.index",
+            seeds.display()
+        );
+    }
+    Ok(())
 }
 
 fn cargo(args: &[&str], extra: &[String]) -> Result<()> {
