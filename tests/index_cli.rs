@@ -78,7 +78,7 @@ fn built_indexes_load_and_search_identically_in_python_faiss() {
     let built = dir.join("built.index");
     let (ok, text) = rvc_stage(&[&"index", &"build", &inputs, &"-o", &built]);
     assert!(ok, "{text}");
-    assert!(text.contains("IVF102,PQ128x4fs,RFlat"), "default recipe for 4000 × 256: {text}");
+    assert!(text.contains("IVF63,PQ128x4fs,RFlat"), "default recipe for 4000 × 256: {text}");
 
     let (ok, text) = rvc_stage(&[&"index", &"info", &built]);
     assert!(ok && text.contains("refine k_factor 4") && text.contains("4000 of dimension 256"), "{text}");

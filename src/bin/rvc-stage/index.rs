@@ -16,8 +16,8 @@ pub struct BuildArgs {
     /// Output `.index` file (faiss format; Python faiss and RVC read it).
     #[arg(short, long)]
     output: PathBuf,
-    /// Inverted lists. Default 4·√N (capped at N/39): at nprobe = 1, fewer and longer lists
-    /// find more of the true neighbours, and the fast-scan kernel makes long lists cheap.
+    /// Inverted lists. Default √N (capped at N/39): at nprobe = 1, fewer and longer lists find
+    /// more of the true neighbours, and the fast-scan kernel makes long lists cheap.
     #[arg(long)]
     n_ivf: Option<usize>,
     /// A faiss factory string instead of `IVF{n},PQ{d/2}x4fs,RFlat` (e.g. `IVF256,Flat`).
