@@ -224,3 +224,57 @@ fn k_factor_and_nprobe_are_applied() {
         matches!(as_saved.summary().layout, rvc_stage::retrieval::IndexLayout::IvfPqFastScanRefineFlat { k_factor, .. } if k_factor == 1.0)
     );
 }
+
+/// faiss builds its fast-scan kernels as scalar emulation unless AVX2 reaches the C++ build
+/// (`.cargo/config.toml`): the kernel linked into this binary must use 256-bit shuffles.
+#[test]
+fn faiss_fast_scan_kernels_are_built_with_avx2() {
+    let exe = std::env::current_exe().unwrap();
+    let symbols = std::process::Command::new("nm").arg(&exe).output().expect("nm (binutils) is installed");
+    let symbols = String::from_utf8_lossy(&symbols.stdout);
+    let kernel = symbols
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .find(|name| name.contains("kernel_accumulate_block") && !name.contains('.'))
+        .expect("faiss's fast-scan kernel is linked");
+    let code = std::process::Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn", &format!("--disassemble={kernel}")])
+        .arg(&exe)
+        .output()
+        .expect("objdump (binutils) is installed");
+    let code = String::from_utf8_lossy(&code.stdout);
+    let shuffles = code.lines().filter(|l| l.contains("vpshufb") && l.contains("%ymm")).count();
+    assert!(shuffles > 0, "{kernel} has no 256-bit shuffles:\n{code}");
+}
+
+/// Searching starts no threads: OpenMP is limited to the searching thread and BLAS is never
+/// called. Runs in a child process, so the thread count is not disturbed by parallel tests.
+#[test]
+fn searching_starts_no_threads() {
+    if std::env::var_os("RVC_STAGE_COUNT_THREADS").is_none() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["searching_starts_no_threads", "--exact", "--test-threads=1"])
+            .env("RVC_STAGE_COUNT_THREADS", "1")
+            .env("RVC_STAGE_PYTHON", common::reference_python())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        return;
+    }
+    let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+    let index = load("fast_scan_768");
+    let queries = reference_for("fast_scan_768").queries;
+    let before = threads();
+    let during = std::thread::spawn(move || {
+        let mut retriever = Retriever::new(&index, BLOCK);
+        let mut out = vec![0.0; BLOCK * 768];
+        for block in queries.data.chunks_exact(BLOCK * 768) {
+            retriever.retrieve(&index, block, &[0.75; BLOCK], &mut out).unwrap();
+        }
+        threads()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(during, before + 1, "only the searching thread itself");
+    assert_eq!(threads(), before);
+}

@@ -131,8 +131,6 @@ pub fn build_index(
     let faiss_error = |action| move |e: faiss::error::Error| RetrievalError::Faiss { action, message: e.to_string() };
     let mut index =
         faiss::index_factory(features.cols as u32, &factory, metric).map_err(faiss_error("create the index"))?;
-    // Training batches are large: BLAS is the fast path here (searches turn it off again).
-    unsafe { faiss_sys::faiss_set_distance_compute_blas_threshold(20) };
     progress(Phase::Training);
     index.train(&shuffled_rows(features, options.seed)).map_err(faiss_error("train the index"))?;
     for (batch, rows) in features.data.chunks(ADD_BATCH * features.cols).enumerate() {

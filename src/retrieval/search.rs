@@ -1,8 +1,8 @@
 //! Per-block retrieval on the worker thread: all frames of a block go to faiss in one search
 //! call, each frame's neighbour vectors are copied out of the index itself, and the
 //! index-ratio blend is applied. Buffers are sized once, so a block allocates nothing on the
-//! Rust side. The first call on a thread limits OpenMP to that thread and keeps faiss off BLAS,
-//! so no foreign thread pools appear in a host process.
+//! Rust side. The first call on a thread limits OpenMP to that thread, so faiss starts no
+//! thread pool in a host process.
 
 use std::cell::Cell;
 use std::ffi::c_int;
@@ -20,17 +20,14 @@ thread_local! {
     static SEARCH_THREAD_READY: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Makes faiss single-threaded on the calling thread: OpenMP teams of one (libgomp keeps this
-/// per thread, so it must run on the searching thread itself), and coarse distances by faiss's
-/// own SIMD loops instead of BLAS, whose OpenBLAS build starts its own thread pool. The BLAS
-/// switch is process-wide; index training turns it back on (see `build`).
+/// Makes faiss single-threaded on the calling thread: OpenMP teams of one. libgomp keeps this
+/// limit per thread, so it must run on the searching thread itself; without it faiss's list
+/// scan starts a pool of OpenMP threads in the host process that outlives the search. (The
+/// search never reaches BLAS: the coarse and refine steps are our own kernels.)
 pub fn prepare_search_thread() {
     if !SEARCH_THREAD_READY.get() {
-        // SAFETY: plain setters without preconditions.
-        unsafe {
-            omp_set_num_threads(1);
-            faiss_sys::faiss_set_distance_compute_blas_threshold(c_int::MAX);
-        }
+        // SAFETY: a plain setter without preconditions.
+        unsafe { omp_set_num_threads(1) };
         SEARCH_THREAD_READY.set(true);
     }
 }
