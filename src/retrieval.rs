@@ -19,7 +19,7 @@ pub mod tune;
 pub use blend::{blend_frame, Neighbours};
 pub use faiss_index::{FeatureIndex, RetrievalError, SearchScratch, SearchSettings, DEFAULT_K_FACTOR};
 pub use index_file::{inspect, IndexFileError, IndexLayout, IndexSummary, Metric};
-pub use search::{prepare_search_thread, Retriever};
+pub use search::Retriever;
 pub use slot::{IndexReader, IndexSlot, IndexStatus};
 pub use stage::{
     DiscardFeatures, FeatureSink, FeatureSource, NoFeatures, RetrievalProblem, RetrievalStage, FRAME_RATE,

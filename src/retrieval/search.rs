@@ -24,7 +24,7 @@ thread_local! {
 /// limit per thread, so it must run on the searching thread itself; without it faiss's list
 /// scan starts a pool of OpenMP threads in the host process that outlives the search. (The
 /// search never reaches BLAS: the coarse and refine steps are our own kernels.)
-pub fn prepare_search_thread() {
+fn prepare_search_thread() {
     if !SEARCH_THREAD_READY.get() {
         // SAFETY: a plain setter without preconditions.
         unsafe { omp_set_num_threads(1) };
