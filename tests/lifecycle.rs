@@ -53,3 +53,24 @@ fn a_worker_lives_exactly_as_long_as_an_activation() {
     drop((first, second));
     assert_eq!(worker_threads(), 0);
 }
+
+/// Loading the built plugin starts no thread in the host: faiss's BLAS dependency resolves to
+/// OpenBLAS's serial build (build.rs), not the threaded one that starts a pool when loaded.
+/// The host is a fresh Python process that has loaded no BLAS of its own.
+#[test]
+fn loading_the_plugin_starts_no_thread() {
+    let script = "import ctypes, os, sys, time\n\
+                  before = len(os.listdir('/proc/self/task'))\n\
+                  ctypes.CDLL(sys.argv[1])\n\
+                  time.sleep(0.2)\n\
+                  print(before, len(os.listdir('/proc/self/task')))";
+    let output = std::process::Command::new(common::reference_python())
+        .args(["-c", script])
+        .arg(common::bundled("rvc-stage.clap"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let counts: Vec<usize> =
+        String::from_utf8_lossy(&output.stdout).split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert_eq!(counts[0], counts[1], "threads before and after loading the plugin");
+}
