@@ -8,10 +8,12 @@
 //! - stages ([`engine::Stage`]) — the processing the worker runs on fixed blocks; [`retrieval`]
 //!   holds the feature-index side: validating, loading, searching, blending, building.
 //! - [`pipeline`] — the stage chain the plugin and the CLI share.
+//! - [`features`] — content models (HuBERT / ContentVec ONNX) through ONNX Runtime.
 //! - [`npy`] — feature matrices as `.npy` files for the CLI.
 //! - [`rt`] — allocation-free primitives the audio thread is built from.
 
 pub mod engine;
+pub mod features;
 pub mod npy;
 pub mod pipeline;
 pub mod plugin;

@@ -1,0 +1,145 @@
+//! Content models through ONNX Runtime: the committed tiny HuBERT-shaped models (random
+//! weights, RVC's I/O contract) give the frame counts of the contract and the same features as
+//! the ONNX Runtime Python API; wrong files and a missing or wrong runtime library are plain
+//! errors, never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rvc_stage::features::{frames_for, ContentModel, ModelError, ModelOptions};
+use rvc_stage::npy::{read_matrix, write_matrix, Matrix};
+
+fn runtime() -> PathBuf {
+    std::env::var_os("RVC_STAGE_ONNXRUNTIME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap())
+            .join(".cache/rvc-stage/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
+    })
+}
+
+fn model_path(dim: usize) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/models/hubert-tiny-{dim}.onnx"))
+}
+
+fn load(path: &Path) -> Result<ContentModel, ModelError> {
+    ContentModel::load(path, Some(&runtime()), ModelOptions::default())
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rvc-stage-content-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn python(args: &[&dyn AsRef<std::ffi::OsStr>]) {
+    let status = Command::new(common::reference_python()).args(args).status().unwrap();
+    assert!(status.success());
+}
+
+/// What the ONNX Runtime Python API computes for `samples`.
+fn reference(model: &Path, samples: &[f32], dir: &Path) -> Matrix {
+    let (audio, out) = (dir.join("audio.npy"), dir.join("out.npy"));
+    write_matrix(&audio, &Matrix { rows: 1, cols: samples.len(), data: samples.to_vec() }).unwrap();
+    // The script wants [N]: flatten the one-row matrix on its side.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run_onnx.py");
+    let flatten = format!("import numpy as np; np.save('{0}', np.load('{0}')[0])", audio.display());
+    python(&[&"-c", &flatten]);
+    python(&[&script, &model, &audio, &out]);
+    read_matrix(&out).unwrap()
+}
+
+#[test]
+fn tiny_models_follow_the_contract_and_match_onnxruntime_in_python() {
+    let dir = scratch("reference");
+    for dim in [256, 768] {
+        let mut model = load(&model_path(dim)).unwrap();
+        assert_eq!((model.dim(), model.input_name(), model.output_name()), (dim, "source", "embed"));
+        for samples in [399, 400, 719, 720, 16_000, 16_013] {
+            let audio = common::noise(samples as u64, samples, 0.5);
+            let mut features = Vec::new();
+            let frames = model.run(&audio, &mut features).unwrap();
+            assert_eq!(frames, frames_for(samples), "{samples} samples");
+            assert_eq!(features.len(), frames * dim);
+            if frames == 0 {
+                continue;
+            }
+            let expected = reference(&model_path(dim), &audio, &dir);
+            assert_eq!((expected.rows, expected.cols), (frames, dim));
+            for (a, b) in features.iter().zip(&expected.data) {
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "dim {dim}, {samples} samples: {a} vs {b}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn rank_two_inputs_are_accepted() {
+    let dir = scratch("rank2");
+    let path = dir.join("rank2.onnx");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
+    python(&[&script, &path, &"--rank", &"2", &"--dim", &"768"]);
+    let mut model = load(&path).unwrap();
+    let mut features = Vec::new();
+    assert_eq!(model.run(&common::noise(3, 4000, 0.5), &mut features).unwrap(), frames_for(4000));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn wrong_model_files_are_explained() {
+    let dir = scratch("wrong");
+    let good = std::fs::read(model_path(256)).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let odd_width = dir.join("odd-width.onnx");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
+    python(&[&script, &odd_width, &"--dim", &"100"]);
+    let cases = [
+        (truncated, "is not a model ONNX Runtime can load"),
+        (odd_width, "has 100 values per frame; RVC uses 256 or 768"),
+        (dir.join("missing.onnx"), "is not a model ONNX Runtime can load"),
+    ];
+    for (path, expected) in cases {
+        let error = load(&path).unwrap_err().to_string();
+        assert!(error.contains(expected) && error.contains(&*path.to_string_lossy()), "{error}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The runtime is loaded once per process, so each broken-runtime case runs in a child.
+#[test]
+fn a_missing_or_wrong_runtime_library_is_an_error_not_a_panic() {
+    if let Some(case) = std::env::var_os("RVC_STAGE_RUNTIME_CASE") {
+        let explicit = PathBuf::from(case);
+        let result = ContentModel::load(&model_path(256), Some(&explicit), ModelOptions::default());
+        println!("ERROR: {}", result.unwrap_err());
+        return;
+    }
+    let dir = scratch("runtime");
+    let broken = dir.join("libonnxruntime.so.1.31.1");
+    std::fs::write(&broken, &std::fs::read(runtime()).unwrap()[..4096]).unwrap();
+    let cases = [
+        (PathBuf::from("/nonexistent/libonnxruntime.so.1.31.1"), "was not found; looked for /nonexistent"),
+        (PathBuf::from("/lib/x86_64-linux-gnu/libm.so.6"), "does not export `OrtGetApiBase`"),
+        (broken, "cannot be used: it is truncated"),
+    ];
+    for (library, expected) in cases {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args(["a_missing_or_wrong_runtime_library_is_an_error_not_a_panic", "--exact", "--nocapture"])
+            .env("RVC_STAGE_RUNTIME_CASE", &library)
+            // Nothing else may be found: no ORT_DYLIB_PATH, no setup cache.
+            .env_remove("ORT_DYLIB_PATH")
+            .env("RVC_STAGE_CACHE", "/nonexistent")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{library:?}: the child failed\n{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(text.contains(expected), "{library:?}: {text}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
