@@ -3,11 +3,15 @@
 //! RVC's contract and run ([`ContentModel`]). Loading happens on the main or a loader thread,
 //! running on the worker thread; never on the audio thread.
 //!
-//! So far: the runtime and the model. Resampling, the block-aligned feature stage with its
-//! context window, and the wiring into the plugin come next.
+//! [`ContentFeatures`] turns the worker's blocks of host audio into frames (resampling, a
+//! bounded left context) for the retrieval stage. Not yet: splitting the model so the conv front
+//! end is not recomputed over the context, and the wiring into the plugin.
 
 mod model;
+mod resample;
 mod runtime;
+mod source;
 
 pub use model::{frames_for, ContentModel, ModelError, ModelOptions, HOP, RECEPTIVE_FIELD, SAMPLE_RATE};
 pub use runtime::{runtime_candidates, runtime_path, RuntimeError, LIBRARY_NAME};
+pub use source::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};

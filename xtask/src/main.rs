@@ -28,7 +28,10 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match command.as_str() {
         "setup" => setup::run().map(drop),
-        "bundle" => nice_plug_xtask::main_with_args("cargo xtask", std::iter::once(command).chain(rest)),
+        "bundle" => {
+            nice_plug_xtask::main_with_args("cargo xtask", std::iter::once(command).chain(rest))?;
+            copy_runtime_next_to_bundles(setup::installed_onnxruntime()?.as_deref())
+        }
         "test" => test(&rest),
         "demo" => demo::run(),
         "bench" => bench(&rest),
@@ -50,12 +53,32 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Builds the release bundles and returns the path of the CLAP one.
+/// Builds the release bundles (with ONNX Runtime next to the plugin binaries, when setup has
+/// it) and returns the path of the CLAP one.
 pub fn bundle() -> Result<PathBuf> {
     nice_plug_xtask::main_with_args("cargo xtask", ["bundle", "rvc-stage", "--release"].map(String::from))?;
+    copy_runtime_next_to_bundles(setup::installed_onnxruntime()?.as_deref())?;
     let clap = target_dir().join("bundled/rvc-stage.clap");
     anyhow::ensure!(clap.exists(), "bundling finished but {} is missing", clap.display());
     Ok(clap)
+}
+
+/// The plugin looks for `libonnxruntime.so.1.31.1` next to its own binary: beside the `.clap`
+/// file, and in the VST3 bundle's binary directory. Installing the plugin means copying it too.
+fn copy_runtime_next_to_bundles(library: Option<&std::path::Path>) -> Result<()> {
+    let Some(library) = library else {
+        println!("bundle: no ONNX Runtime from setup; the plugin will look for it elsewhere (see README)");
+        return Ok(());
+    };
+    let bundled = target_dir().join("bundled");
+    let name = library.file_name().context("the runtime library has a file name")?;
+    for dir in [bundled.clone(), bundled.join("rvc-stage.vst3/Contents/x86_64-linux")] {
+        if dir.is_dir() {
+            std::fs::copy(library, dir.join(name))
+                .with_context(|| format!("copying ONNX Runtime into {}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs every test against a fresh release bundle. Tests find what setup installed through

@@ -124,6 +124,12 @@ fn python_venv(cache: &Path) -> Result<PathBuf> {
 }
 
 /// Extracts `libonnxruntime.so` from the pinned wheel into the cache.
+/// The ONNX Runtime library a previous setup installed, if any (no downloading).
+pub fn installed_onnxruntime() -> Result<Option<PathBuf>> {
+    let library = cache_dir()?.join("onnxruntime-1.31.1").join(ORT_LIBRARY);
+    Ok(library.exists().then_some(library))
+}
+
 fn onnxruntime(cache: &Path, python: &Path) -> Result<Option<PathBuf>> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         println!("setup: no pinned ONNX Runtime wheel for this platform; set ORT_DYLIB_PATH yourself");

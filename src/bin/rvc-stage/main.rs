@@ -1,7 +1,7 @@
 //! `rvc-stage`: the command-line face of the engine. Runs on the main thread and drives the
 //! very engine the plugin runs (audio half plus worker thread), in offline mode.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{ensure, Context, Result};
@@ -11,6 +11,7 @@ use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControl
 use rvc_stage::pipeline::voice_stages;
 use rvc_stage::retrieval::{IndexSlot, IndexStatus};
 
+mod features;
 mod index;
 
 #[derive(Parser)]
@@ -28,6 +29,11 @@ enum Command {
     /// Work with faiss feature indexes (RVC `.index` files).
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Compute content features of a WAV file with a HuBERT / ContentVec ONNX model, exactly as
+    /// the plugin's worker does: resampled to 16 kHz, block by block with a bounded left
+    /// context, optionally blended with an index. Writes float32 `[frames, dim]` at 50 frames
+    /// per second.
+    Features(features::FeaturesArgs),
     /// Blend a feature file with its nearest index vectors, exactly as the plugin's worker does:
     /// k nearest neighbours at nprobe 1, weights 1/d², `ratio·retrieved + (1−ratio)·original`.
     Retrieve {
@@ -123,6 +129,7 @@ struct RenderArgs {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Render(args) => render(&args),
+        Command::Features(args) => features::features(&args),
         Command::Index(IndexCommand::Info { path }) => index::info(&path),
         Command::Index(IndexCommand::Build { inputs, build }) => index::build(&inputs, &build),
         Command::Index(IndexCommand::Convert { input, build }) => index::convert(&input, &build),
@@ -155,14 +162,7 @@ fn render(args: &RenderArgs) -> Result<()> {
         block_ms: args.block_ms,
         mode: RenderMode::Offline,
     };
-    let slot = IndexSlot::default();
-    if let Some(index) = &args.index {
-        slot.request(Some(index.clone()));
-        slot.wait();
-        if let IndexStatus::Failed { reason, .. } = slot.status() {
-            anyhow::bail!("{reason}");
-        }
-    }
+    let slot = loaded_index(args.index.as_deref())?;
     let mut engine = Engine::start(config, voice_stages(slot.reader()))?;
     let latency = engine.latency_samples();
     let controls = Controls {
@@ -172,25 +172,7 @@ fn render(args: &RenderArgs) -> Result<()> {
         stage: StageControls { index_ratio: args.index_ratio },
     };
 
-    // Feed `latency` samples of silence after the input, then drop the first `latency` output
-    // samples: the result lines up with the input.
-    for channel in &mut channels {
-        channel.resize(frames + latency, 0.0);
-    }
-    let progress = ProgressBar::new((frames + latency) as u64)
-        .with_style(ProgressStyle::with_template("{bar:40} {percent:>3}% {elapsed} {msg}")?);
-    let mut start = 0;
-    while start < frames + latency {
-        let end = (start + args.buffer).min(frames + latency);
-        let mut block: Vec<&mut [f32]> = channels.iter_mut().map(|c| &mut c[start..end]).collect();
-        engine.process(&mut block, controls);
-        progress.set_position(end as u64);
-        start = end;
-    }
-    progress.finish_and_clear();
-    for channel in &mut channels {
-        channel.drain(..latency);
-    }
+    run_offline(&mut engine, &mut channels, args.buffer, controls)?;
     write_wav(&args.output, spec.sample_rate, &channels)?;
     println!(
         "rendered {:.2} s at {} Hz, {} channel(s); engine latency {latency} samples ({:.1} ms), compensated; {} under-runs",
@@ -203,8 +185,46 @@ fn render(args: &RenderArgs) -> Result<()> {
     Ok(())
 }
 
+/// The index at `path` loaded into a slot (an empty slot without one), or the reason it fails.
+fn loaded_index(path: Option<&Path>) -> Result<IndexSlot> {
+    let slot = IndexSlot::default();
+    if let Some(path) = path {
+        slot.request(Some(path.to_path_buf()));
+        slot.wait();
+        if let IndexStatus::Failed { reason, .. } = slot.status() {
+            anyhow::bail!("{reason}");
+        }
+    }
+    Ok(slot)
+}
+
+/// Runs `channels` through an offline engine in calls of `buffer` frames, latency compensated:
+/// `latency` samples of silence follow the input and the first `latency` output samples are
+/// dropped, so the result lines up with the input.
+fn run_offline(engine: &mut Engine, channels: &mut [Vec<f32>], buffer: usize, controls: Controls) -> Result<()> {
+    let (frames, latency) = (channels[0].len(), engine.latency_samples());
+    for channel in channels.iter_mut() {
+        channel.resize(frames + latency, 0.0);
+    }
+    let progress = ProgressBar::new((frames + latency) as u64)
+        .with_style(ProgressStyle::with_template("{bar:40} {percent:>3}% {elapsed} {msg}")?);
+    let mut start = 0;
+    while start < frames + latency {
+        let end = (start + buffer).min(frames + latency);
+        let mut block: Vec<&mut [f32]> = channels.iter_mut().map(|c| &mut c[start..end]).collect();
+        engine.process(&mut block, controls);
+        progress.set_position(end as u64);
+        start = end;
+    }
+    progress.finish_and_clear();
+    for channel in channels.iter_mut() {
+        channel.drain(..latency);
+    }
+    Ok(())
+}
+
 /// Reads every channel as f32 in [-1, 1].
-fn read_wav(path: &PathBuf) -> Result<(hound::WavSpec, Vec<Vec<f32>>)> {
+fn read_wav(path: &Path) -> Result<(hound::WavSpec, Vec<Vec<f32>>)> {
     let mut reader =
         hound::WavReader::open(path).with_context(|| format!("cannot read {} as a WAV file", path.display()))?;
     let spec = reader.spec();
@@ -222,7 +242,7 @@ fn read_wav(path: &PathBuf) -> Result<(hound::WavSpec, Vec<Vec<f32>>)> {
     Ok((spec, channels))
 }
 
-fn write_wav(path: &PathBuf, sample_rate: u32, channels: &[Vec<f32>]) -> Result<()> {
+fn write_wav(path: &Path, sample_rate: u32, channels: &[Vec<f32>]) -> Result<()> {
     let spec = hound::WavSpec {
         channels: channels.len() as u16,
         sample_rate,

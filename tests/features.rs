@@ -1,0 +1,140 @@
+//! The content-feature path (`rvc-stage features` runs the worker's stage chain offline): one
+//! frame per 320 samples at 16 kHz whatever the host rate and block size, deterministic, blended
+//! exactly like `rvc-stage retrieve`, and a features/index mismatch is an error in words.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode};
+use rvc_stage::features::{frames_for, ContentFeatures, ContentModel, ModelOptions};
+use rvc_stage::npy::read_matrix;
+use rvc_stage::retrieval::{FeatureSink, IndexSlot, RetrievalStage};
+
+fn rvc_stage(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_rvc-stage")).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+fn model(dim: usize) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/models/hubert-tiny-{dim}.onnx"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rvc-stage-features-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
+    writer.finalize().unwrap();
+}
+
+#[test]
+fn one_frame_per_320_samples_at_every_rate_and_block_size() {
+    let dir = scratch("frames");
+    for (rate, block_ms) in [(44_100, "100"), (48_000, "50"), (22_050, "230"), (96_000, "500"), (8_000, "75")] {
+        let samples = (1.7 * rate as f64) as usize;
+        let wav = dir.join(format!("{rate}.wav"));
+        write_wav(&wav, rate, &common::noise(rate as u64, samples, 0.3));
+        let out = dir.join(format!("{rate}.npy"));
+        let (ok, text) =
+            rvc_stage(&[&"features", &wav, &"-o", &out, &"--hubert", &model(768), &"--block-ms", &block_ms]);
+        assert!(ok, "{text}");
+        let features = read_matrix(&out).unwrap();
+        let expected = frames_for((samples as f64 * 16_000.0 / rate as f64).floor() as usize);
+        assert_eq!((features.rows, features.cols), (expected, 768), "{rate} Hz, {block_ms} ms");
+        assert!(features.data.iter().all(|x| x.is_finite()));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn features_are_deterministic_and_blend_like_retrieve() {
+    let dir = scratch("blend");
+    let wav = dir.join("in.wav");
+    write_wav(&wav, 44_100, &common::noise(7, 88_200, 0.4));
+    let index = common::generated("reference_search.py").join("fast_scan_256.index");
+    let run = |name: &str, extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let out = dir.join(name);
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"features", &wav, &"-o", &out, &"--hubert"];
+        let hubert = model(256);
+        args.push(&hubert);
+        args.extend_from_slice(extra);
+        let (ok, text) = rvc_stage(&args);
+        assert!(ok, "{text}");
+        read_matrix(&out).unwrap()
+    };
+    let plain = run("plain.npy", &[]);
+    assert_eq!(run("again.npy", &[]), plain, "offline features are deterministic");
+    assert_eq!(run("ratio0.npy", &[&"--index", &index, &"--ratio", &"0"]), plain);
+    let blended = run("ratio1.npy", &[&"--index", &index, &"--ratio", &"1"]);
+    assert_ne!(blended, plain);
+    let retrieved = dir.join("retrieved.npy");
+    let (ok, text) = rvc_stage(&[
+        &"retrieve",
+        &"--index",
+        &index,
+        &"--features",
+        &dir.join("plain.npy"),
+        &"--ratio",
+        &"1",
+        &"-o",
+        &retrieved,
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(read_matrix(&retrieved).unwrap(), blended);
+
+    let other = common::generated("reference_search.py").join("fast_scan_768.index");
+    let (ok, text) =
+        rvc_stage(&[&"features", &wav, &"-o", &dir.join("x.npy"), &"--hubert", &model(256), &"--index", &other]);
+    assert!(!ok && text.contains("256 values per frame but the index holds 768-dimensional vectors"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[derive(Clone, Default)]
+struct Count(Arc<Mutex<usize>>);
+
+impl FeatureSink for Count {
+    fn accept(&mut self, frames: &[f32], _ratios: &[f32]) {
+        assert!(frames.iter().all(|x| x.is_finite()));
+        *self.0.lock().unwrap() += frames.len() / 256;
+    }
+}
+
+/// Hosts run at rates no WAV file has (clap-validator uses 1234.5678 Hz).
+#[test]
+fn fractional_host_rates_resample_to_50_frames_per_second() {
+    let runtime = std::env::var_os("RVC_STAGE_ONNXRUNTIME").map(PathBuf::from);
+    let content = ContentModel::load(&model(256), runtime.as_deref(), ModelOptions::default()).unwrap();
+    let rate = 1234.5678;
+    let count = Count::default();
+    let slot = IndexSlot::default();
+    let stage =
+        RetrievalStage::new(Box::new(ContentFeatures::new(content, rate, 50)), Box::new(count.clone()), slot.reader());
+    let config =
+        EngineConfig { sample_rate: rate, max_buffer: 64, channels: 1, block_ms: 100.0, mode: RenderMode::Offline };
+    let mut engine = Engine::start(config, Box::new(stage)).unwrap();
+    let seconds = 4.0;
+    let mut audio = common::noise(3, (seconds * rate) as usize, 0.3);
+    for chunk in audio.chunks_mut(64) {
+        engine.process(&mut [chunk], Controls::default());
+    }
+    drop(engine);
+    // Blocks still in flight (one block plus the compute budget) are not counted.
+    let frames = *count.0.lock().unwrap() as f64;
+    assert!((180.0..=200.0).contains(&frames), "{frames} frames for {seconds} s");
+}
