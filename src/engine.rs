@@ -13,6 +13,7 @@
 
 mod audio;
 mod latency;
+pub mod slot;
 mod stage;
 mod worker;
 

@@ -2,11 +2,14 @@
 //! Constructed on the main thread; the stages run on the worker thread.
 
 use crate::engine::Stage;
-use crate::retrieval::{DiscardFeatures, IndexReader, NoFeatures, RetrievalStage};
+use crate::features::{ContentFeatures, ModelReader, DEFAULT_CONTEXT_FRAMES};
+use crate::retrieval::{DiscardFeatures, IndexReader, RetrievalStage};
 
-/// The voice-conversion stages. Until the content-feature and synthesizer stages exist, the
-/// retrieval stage has no frames to blend and the audio passes through unchanged; the index is
-/// loaded, taken up and swapped all the same, so that part of the path runs for real.
-pub fn voice_stages(index: IndexReader) -> Box<dyn Stage> {
-    Box::new(RetrievalStage::new(Box::new(NoFeatures), Box::new(DiscardFeatures), index))
+/// The voice-conversion stages for a host running at `sample_rate`: content features from the
+/// chosen model, blended with the chosen index. The synthesizer that turns them into a voice
+/// does not exist yet, so the blended features are discarded and the audio passes through
+/// unchanged (with the engine's latency). Without a model or an index those steps are skipped.
+pub fn voice_stages(model: ModelReader, index: IndexReader, sample_rate: f64) -> Box<dyn Stage> {
+    let features = ContentFeatures::new(model, sample_rate, DEFAULT_CONTEXT_FRAMES);
+    Box::new(RetrievalStage::new(Box::new(features), Box::new(DiscardFeatures), index))
 }

@@ -87,7 +87,8 @@ impl Plugin for RvcStage {
                 ProcessMode::Realtime | ProcessMode::Buffered => RenderMode::Realtime,
             },
         };
-        match Engine::start(config, voice_stages(self.params.index.0.reader())) {
+        let stages = voice_stages(self.params.hubert.0.reader(), self.params.index.0.reader(), config.sample_rate);
+        match Engine::start(config, stages) {
             Ok(engine) => {
                 context.set_latency_samples(engine.latency_samples() as u32);
                 self.engine = Some(engine);

@@ -12,15 +12,32 @@ mod faiss_index;
 mod index_file;
 mod kernels;
 mod search;
-mod slot;
 mod stage;
+
+use std::sync::Arc;
+
+use crate::engine::slot::{Slot, SlotReader};
+
+/// The feature index in use, loaded off the audio thread (see [`Slot`]).
+pub type IndexSlot = Slot<FeatureIndex>;
+/// The worker's handle on the [`IndexSlot`].
+pub type IndexReader = SlotReader<FeatureIndex>;
+
+/// A slot that loads indexes with `settings`.
+pub fn index_slot(settings: SearchSettings) -> IndexSlot {
+    Slot::new(Arc::new(move |path| FeatureIndex::load(path, settings).map_err(|e| e.to_string())))
+}
+
+impl Default for IndexSlot {
+    /// Loads with the default search settings.
+    fn default() -> Self {
+        index_slot(SearchSettings::default())
+    }
+}
 pub mod tune;
 
 pub use blend::{blend_frame, Neighbours};
 pub use faiss_index::{FeatureIndex, RetrievalError, SearchScratch, SearchSettings, DEFAULT_K_FACTOR};
 pub use index_file::{inspect, IndexFileError, IndexLayout, IndexSummary, Metric};
 pub use search::Retriever;
-pub use slot::{IndexReader, IndexSlot, IndexStatus};
-pub use stage::{
-    DiscardFeatures, FeatureSink, FeatureSource, NoFeatures, RetrievalProblem, RetrievalStage, FRAME_RATE,
-};
+pub use stage::{DiscardFeatures, FeatureSink, FeatureSource, RetrievalProblem, RetrievalStage, FRAME_RATE};

@@ -6,10 +6,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode};
-use rvc_stage::features::{frames_for, ContentFeatures, ContentModel, ModelOptions};
+use rvc_stage::features::{frames_for, model_slot, ContentFeatures, ModelOptions};
 use rvc_stage::npy::read_matrix;
 use rvc_stage::retrieval::{FeatureSink, IndexSlot, RetrievalStage};
 
@@ -118,13 +118,15 @@ impl FeatureSink for Count {
 /// Hosts run at rates no WAV file has (clap-validator uses 1234.5678 Hz).
 #[test]
 fn fractional_host_rates_resample_to_50_frames_per_second() {
-    let runtime = std::env::var_os("RVC_STAGE_ONNXRUNTIME").map(PathBuf::from);
-    let content = ContentModel::load(&model(256), runtime.as_deref(), ModelOptions::default()).unwrap();
+    let runtime = std::env::var_os("RVC_STAGE_ONNXRUNTIME").map(|p| p.to_string_lossy().into_owned());
+    let models = model_slot(Arc::new(RwLock::new(runtime)), ModelOptions::default());
+    models.request(Some(model(256)));
+    models.wait();
     let rate = 1234.5678;
     let count = Count::default();
     let slot = IndexSlot::default();
-    let stage =
-        RetrievalStage::new(Box::new(ContentFeatures::new(content, rate, 50)), Box::new(count.clone()), slot.reader());
+    let source = ContentFeatures::new(models.reader(), rate, 50);
+    let stage = RetrievalStage::new(Box::new(source), Box::new(count.clone()), slot.reader());
     let config =
         EngineConfig { sample_rate: rate, max_buffer: 64, channels: 1, block_ms: 100.0, mode: RenderMode::Offline };
     let mut engine = Engine::start(config, Box::new(stage)).unwrap();

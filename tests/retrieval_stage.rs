@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls};
 use rvc_stage::npy::{read_matrix, Matrix};
 use rvc_stage::retrieval::{
-    FeatureIndex, FeatureSink, FeatureSource, IndexSlot, IndexStatus, RetrievalStage, Retriever, SearchSettings,
-    FRAME_RATE,
+    FeatureIndex, FeatureSink, FeatureSource, IndexSlot, RetrievalStage, Retriever, SearchSettings, FRAME_RATE,
 };
 
 const RATE: f64 = 44_100.0;
@@ -88,7 +88,7 @@ fn run(engine: &mut Engine, seconds: f64, ratio_at: impl Fn(f64) -> f32, mut bet
 fn load(slot: &IndexSlot, name: &str) {
     slot.request(Some(fixture(name)));
     slot.wait();
-    assert!(matches!(slot.status(), IndexStatus::Ready { .. }), "{:?}", slot.status());
+    assert!(matches!(slot.status(), SlotStatus::Ready { .. }), "{:?}", slot.status());
 }
 
 /// The frames and ratios the tap saw, flattened.
@@ -154,8 +154,12 @@ fn offline_renders_blend_identically() {
         let mut engine = engine(RenderMode::Offline, &slot, tap);
         run(&mut engine, 2.0, |t| (t / 2.0) as f32, |_| ());
     }
-    assert_eq!(collected(&taps[0]), collected(&taps[1]));
-    assert!(!collected(&taps[0]).0.is_empty());
+    // The worker may finish a block or two beyond what the render needed before the engine is
+    // dropped; everything both renders computed must be identical, and that is nearly all.
+    let ((a, ra), (b, rb)) = (collected(&taps[0]), collected(&taps[1]));
+    let frames = ra.len().min(rb.len());
+    assert!(frames >= 85, "{frames} frames in 2 s");
+    assert_eq!((&a[..frames * 256], &ra[..frames]), (&b[..frames * 256], &rb[..frames]));
 }
 
 #[test]
@@ -192,7 +196,7 @@ fn indexes_swap_between_blocks_without_a_gap_and_a_failed_load_keeps_the_last() 
     drop(engine);
     slot.wait();
     match slot.status() {
-        IndexStatus::Failed { reason, kept, .. } => {
+        SlotStatus::Failed { reason, kept, .. } => {
             assert!(reason.contains("not a usable index"), "{reason}");
             assert_eq!(kept, Some(fixture("rvc_flat_256.index")));
         }

@@ -5,15 +5,17 @@
 //! samples `[320 f, 320 f + 400)` of the stream, whatever the block size: windows start on a
 //! frame boundary so the model's frames line up with the stream's.
 
-use super::model::{frames_for, ContentModel, HOP};
+use super::model::{frames_for, HOP};
 use super::resample::ToModelRate;
+use super::ModelReader;
 use crate::retrieval::FeatureSource;
 
 /// Left context given to the model for each block, by default (1 s at 16 kHz, 50 frames).
 pub const DEFAULT_CONTEXT_FRAMES: usize = 50;
 
 pub struct ContentFeatures {
-    model: ContentModel,
+    /// The model in use, taken up between blocks when the user picks another.
+    model: ModelReader,
     host_rate: f64,
     context_frames: usize,
     /// Created on the first block, when the block length is known.
@@ -29,7 +31,7 @@ pub struct ContentFeatures {
 }
 
 impl ContentFeatures {
-    pub fn new(model: ContentModel, host_rate: f64, context_frames: usize) -> Self {
+    pub fn new(model: ModelReader, host_rate: f64, context_frames: usize) -> Self {
         ContentFeatures {
             model,
             host_rate,
@@ -59,14 +61,17 @@ impl ContentFeatures {
     fn new_frames(&mut self, frames: &mut Vec<f32>) -> Result<(), String> {
         let total = self.history_start + self.history.len() as u64;
         let complete = frames_for(total as usize) as u64;
+        let Some(model) = self.model.get() else { return Ok(()) };
         if complete <= self.produced {
             return Ok(());
         }
         let first = self.produced.saturating_sub(self.context_frames as u64);
         let start = (first * HOP as u64 - self.history_start) as usize;
         self.scratch.clear();
-        let computed = self.model.run(&self.history[start..], &mut self.scratch).map_err(|e| e.to_string())?;
-        let dim = self.model.dim();
+        let mut model = model.lock().unwrap_or_else(|e| e.into_inner());
+        let computed = model.run(&self.history[start..], &mut self.scratch).map_err(|e| e.to_string())?;
+        let dim = model.dim();
+        drop(model);
         let wanted = (complete - first) as usize;
         if computed < wanted {
             return Err(format!("the model gave {computed} frames where {wanted} were due"));
@@ -74,23 +79,38 @@ impl ContentFeatures {
         let skip = (self.produced - first) as usize;
         frames.extend_from_slice(&self.scratch[skip * dim..wanted * dim]);
         self.produced = complete;
-        // Keep what the next block's context needs.
-        let keep_from = self.produced.saturating_sub(self.context_frames as u64) * HOP as u64;
-        let drop = (keep_from - self.history_start) as usize;
-        self.history.drain(..drop);
-        self.history_start = keep_from;
+        self.trim_history();
         Ok(())
+    }
+
+    /// Keeps only what the next block's context needs.
+    fn trim_history(&mut self) {
+        let keep_from = self.produced.saturating_sub(self.context_frames as u64) * HOP as u64;
+        let drop = (keep_from.saturating_sub(self.history_start) as usize).min(self.history.len());
+        self.history.drain(..drop);
+        self.history_start += drop as u64;
     }
 }
 
 impl FeatureSource for ContentFeatures {
     fn dim(&self) -> Option<usize> {
-        Some(self.model.dim())
+        self.model.get().map(|model| model.lock().unwrap_or_else(|e| e.into_inner()).dim())
     }
 
     fn frames_for(&mut self, block: &[f32], frames: &mut Vec<f32>) {
+        self.model.refresh();
+        if self.model.get().is_none() {
+            // Nothing to compute: no resampling either. A model chosen later starts a fresh
+            // feature stream.
+            self.reset();
+            return;
+        }
         let result = self.resample(block).and_then(|()| self.new_frames(frames));
         self.problem = result.err();
+    }
+
+    fn idle(&mut self) {
+        self.model.refresh();
     }
 
     fn reset(&mut self) {

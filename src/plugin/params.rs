@@ -2,13 +2,15 @@
 //! written by the host from any thread.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
 
+use crate::engine::slot::{Slot, SlotStatus};
 use crate::engine::{StageControls, BLOCK_MS_RANGE};
-use crate::retrieval::{IndexSlot, IndexStatus};
+use crate::features::{model_slot, ContentModel, ModelOptions};
+use crate::retrieval::IndexSlot;
 
 #[derive(Params)]
 pub struct RvcStageParams {
@@ -34,17 +36,26 @@ pub struct RvcStageParams {
     /// The feature index (`.index` file), saved with the project. Restoring a state loads it
     /// in the background; the previous index stays in use until the new one is ready.
     #[persist = "index-path"]
-    pub index: IndexFile,
+    pub index: SlotFile<crate::retrieval::FeatureIndex>,
+    /// The content model (HuBERT / ContentVec `.onnx`), saved with the project and loaded in
+    /// the background like the index.
+    #[persist = "hubert-path"]
+    pub hubert: SlotFile<Mutex<ContentModel>>,
+    /// `libonnxruntime.so.1.31.1` to use before the usual places (see the README). ONNX
+    /// Runtime loads once per process, so this matters only until the first model is loaded.
+    #[persist = "onnxruntime-path"]
+    pub onnxruntime: Arc<RwLock<Option<String>>>,
 }
 
-/// The index-path field of the plugin state, backed by the [`IndexSlot`] that loads it.
-#[derive(Debug, Default)]
-pub struct IndexFile(pub Arc<IndexSlot>);
+/// A file path in the plugin state, backed by the [`Slot`] that loads it: restoring a state
+/// starts loading the file.
+#[derive(Debug)]
+pub struct SlotFile<T>(pub Arc<Slot<T>>);
 
-impl<'a> PersistentField<'a, Option<String>> for IndexFile {
+impl<'a, T: Send + Sync + 'static> PersistentField<'a, Option<String>> for SlotFile<T> {
     fn set(&self, path: Option<String>) {
         let path = path.filter(|p| !p.is_empty()).map(PathBuf::from);
-        let unchanged = self.0.chosen() == path && !matches!(self.0.status(), IndexStatus::Failed { .. });
+        let unchanged = self.0.chosen() == path && !matches!(self.0.status(), SlotStatus::Failed { .. });
         if !unchanged {
             self.0.request(path);
         }
@@ -60,6 +71,7 @@ impl<'a> PersistentField<'a, Option<String>> for IndexFile {
 
 impl Default for RvcStageParams {
     fn default() -> Self {
+        let onnxruntime = Arc::new(RwLock::new(None));
         Self {
             bypass: BoolParam::new("Bypass", false)
                 .with_value_to_string(formatters::v2s_bool_bypass())
@@ -86,7 +98,9 @@ impl Default for RvcStageParams {
                 FloatRange::Linear { min: 0.0, max: 1.0 },
             )
             .with_value_to_string(formatters::v2s_f32_rounded(2)),
-            index: IndexFile::default(),
+            index: SlotFile(Arc::new(IndexSlot::default())),
+            hubert: SlotFile(Arc::new(model_slot(onnxruntime.clone(), ModelOptions::default()))),
+            onnxruntime,
         }
     }
 }

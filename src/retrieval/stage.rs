@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::search::Retriever;
-use super::slot::IndexReader;
+use super::IndexReader;
 use crate::engine::{Stage, StageControls};
 
 /// Content-feature frames per second (HuBERT / ContentVec: hop 320 at 16 kHz).
@@ -27,6 +27,8 @@ pub trait FeatureSource: Send {
     fn dim(&self) -> Option<usize>;
     /// Appends to `frames` the frames (row-major) that this block of host-rate audio completes.
     fn frames_for(&mut self, block: &[f32], frames: &mut Vec<f32>);
+    /// The worker has nothing to do (a chance to take up a new model).
+    fn idle(&mut self) {}
     /// The stream restarts.
     fn reset(&mut self) {}
 }
@@ -47,6 +49,8 @@ pub struct RetrievalStage {
     sink: Box<dyn FeatureSink>,
     index: IndexReader,
     retriever: Option<Retriever>,
+    /// The source's feature width the retriever was sized for.
+    source_dim: Option<usize>,
     problem: RetrievalProblem,
     /// Where the ratio is heading and where it is.
     target: f32,
@@ -67,6 +71,7 @@ impl RetrievalStage {
             sink,
             index,
             retriever: None,
+            source_dim: None,
             problem: RetrievalProblem::default(),
             target: ratio,
             ratio,
@@ -82,14 +87,17 @@ impl RetrievalStage {
         self.problem.clone()
     }
 
-    /// Takes up a newly published index and sizes the search buffers for it.
+    /// Takes up a newly published index, or a source whose feature width changed, and sizes
+    /// the search buffers for them.
     fn take_up_new_index(&mut self) {
-        if !self.index.refresh() {
+        let source_dim = self.source.dim();
+        if !self.index.refresh() && source_dim == self.source_dim {
             return;
         }
+        self.source_dim = source_dim;
         self.retriever = None;
         self.report(None);
-        let (Some(index), Some(dim)) = (self.index.index(), self.source.dim()) else { return };
+        let (Some(index), Some(dim)) = (self.index.get(), self.source.dim()) else { return };
         if index.dim() == dim {
             self.retriever = Some(Retriever::new(index, FRAMES_PREPARED));
         } else {
@@ -123,7 +131,7 @@ impl RetrievalStage {
     fn blend(&mut self, dim: usize) {
         self.blended.clear();
         self.blended.extend_from_slice(&self.frames);
-        let (Some(index), Some(retriever)) = (self.index.index(), self.retriever.as_mut()) else { return };
+        let (Some(index), Some(retriever)) = (self.index.get(), self.retriever.as_mut()) else { return };
         let count = self.frames.len() / dim;
         if !retriever.fits_frames(count) {
             *retriever = Retriever::new(index, count);
@@ -140,10 +148,12 @@ impl RetrievalStage {
 impl Stage for RetrievalStage {
     fn process(&mut self, input: &[f32], output: &mut [f32]) {
         output.copy_from_slice(input);
-        self.take_up_new_index();
-        let Some(dim) = self.source.dim().filter(|d| *d > 0) else { return };
+        // The source sees every block (it keeps its own stream position), even while it has
+        // nothing to give.
         self.frames.clear();
         self.source.frames_for(input, &mut self.frames);
+        self.take_up_new_index();
+        let Some(dim) = self.source.dim().filter(|d| *d > 0) else { return };
         self.advance_ratios(self.frames.len() / dim);
         self.blend(dim);
         self.sink.accept(&self.blended, &self.ratios);
@@ -161,20 +171,9 @@ impl Stage for RetrievalStage {
     }
 
     fn idle(&mut self) {
+        self.source.idle();
         self.take_up_new_index();
     }
-}
-
-/// The plugin's source until the content-feature stage exists: no frames.
-#[derive(Debug, Default)]
-pub struct NoFeatures;
-
-impl FeatureSource for NoFeatures {
-    fn dim(&self) -> Option<usize> {
-        None
-    }
-
-    fn frames_for(&mut self, _block: &[f32], _frames: &mut Vec<f32>) {}
 }
 
 /// The plugin's sink until the synthesizer exists: blended features go nowhere.

@@ -2,12 +2,13 @@
 //! file. Main thread (the engine's worker does the work).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{ensure, Result};
+use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
 use rvc_stage::features::{
-    frames_for, ContentFeatures, ContentModel, ModelOptions, DEFAULT_CONTEXT_FRAMES, HOP, SAMPLE_RATE,
+    frames_for, model_slot, ContentFeatures, ModelOptions, DEFAULT_CONTEXT_FRAMES, HOP, SAMPLE_RATE,
 };
 use rvc_stage::npy::{write_matrix, Matrix};
 use rvc_stage::retrieval::{FeatureSink, RetrievalStage};
@@ -63,14 +64,19 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     let mono: Vec<f32> =
         (0..channels[0].len()).map(|n| channels.iter().map(|c| c[n]).sum::<f32>() / channels.len() as f32).collect();
     let rate = f64::from(spec.sample_rate);
-    let options = ModelOptions { intra_threads: args.threads };
-    let model = ContentModel::load(&args.hubert, args.onnxruntime.as_deref(), options)?;
-    let dim = model.dim();
+    let runtime = args.onnxruntime.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let models = model_slot(Arc::new(RwLock::new(runtime)), ModelOptions { intra_threads: args.threads });
+    models.request(Some(args.hubert.clone()));
+    models.wait();
+    if let SlotStatus::Failed { reason, .. } = models.status() {
+        anyhow::bail!("{reason}");
+    }
+    let reader = models.reader();
     let context_frames = (args.context_ms / 1000.0 * f64::from(SAMPLE_RATE) / HOP as f64).round() as usize;
     let slot = loaded_index(args.index.as_deref())?;
     let collect = Collect::default();
     let stage = RetrievalStage::new(
-        Box::new(ContentFeatures::new(model, rate, context_frames)),
+        Box::new(ContentFeatures::new(reader, rate, context_frames)),
         Box::new(collect.clone()),
         slot.reader(),
     );
@@ -89,6 +95,9 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     if let Some(problem) = problem.lock().unwrap_or_else(|e| e.into_inner()).clone() {
         anyhow::bail!("{problem}");
     }
+    let mut check = models.reader();
+    check.refresh();
+    let dim = check.get().map_or(0, |model| model.lock().unwrap_or_else(|e| e.into_inner()).dim());
     // The frames of the input itself; the engine's flush adds some of the silence after it.
     let frames = frames_for((mono.len() as f64 * f64::from(SAMPLE_RATE) / rate).floor() as usize);
     let mut data = std::mem::take(&mut *collect.0.lock().unwrap_or_else(|e| e.into_inner()));

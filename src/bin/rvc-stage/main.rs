@@ -3,13 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
+use rvc_stage::features::{model_slot, ModelOptions};
 use rvc_stage::pipeline::voice_stages;
-use rvc_stage::retrieval::{IndexSlot, IndexStatus};
+use rvc_stage::retrieval::IndexSlot;
 
 mod features;
 mod index;
@@ -163,7 +166,10 @@ fn render(args: &RenderArgs) -> Result<()> {
         mode: RenderMode::Offline,
     };
     let slot = loaded_index(args.index.as_deref())?;
-    let mut engine = Engine::start(config, voice_stages(slot.reader()))?;
+    // No content model in a render yet: its features would go to a synthesizer that does not
+    // exist, and the audio passes through either way.
+    let models = model_slot(Arc::default(), ModelOptions::default());
+    let mut engine = Engine::start(config, voice_stages(models.reader(), slot.reader(), config.sample_rate))?;
     let latency = engine.latency_samples();
     let controls = Controls {
         mix: args.mix,
@@ -191,7 +197,7 @@ fn loaded_index(path: Option<&Path>) -> Result<IndexSlot> {
     if let Some(path) = path {
         slot.request(Some(path.to_path_buf()));
         slot.wait();
-        if let IndexStatus::Failed { reason, .. } = slot.status() {
+        if let SlotStatus::Failed { reason, .. } = slot.status() {
             anyhow::bail!("{reason}");
         }
     }

@@ -1,0 +1,216 @@
+//! A file-backed resource (a feature index, a content model) that can change while audio runs.
+//! The [`Slot`] is shared by the main thread (which asks for a file), a loader thread (which
+//! reads, checks and loads it, so the main thread never waits on a large file) and the worker's
+//! [`SlotReader`] (which picks the new resource up between blocks). A failed load leaves the
+//! previous resource in place and says why. The previous one is freed on the loader thread
+//! once the worker has let go of it — never on the audio thread, which touches none of this.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the loader waits for the worker to release a replaced resource before leaving the
+/// last reference to whoever holds it (the worker frees it then, still off the audio thread).
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
+const RELEASE_POLL: Duration = Duration::from_millis(2);
+
+/// What the slot is doing, for display and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotStatus {
+    /// Nothing chosen: the stage that uses it is off.
+    Empty,
+    /// A file is being loaded; the previous resource (if any) stays in use meanwhile.
+    Loading { path: PathBuf },
+    /// This file is in use.
+    Ready { path: PathBuf },
+    /// The last request failed; `kept` is the file still in use, if any.
+    Failed { path: PathBuf, reason: String, kept: Option<PathBuf> },
+}
+
+struct Published<T> {
+    current: Option<(PathBuf, Arc<T>)>,
+    /// The path the user chose last (persisted by the plugin), loaded or not.
+    chosen: Option<PathBuf>,
+    status: Option<SlotStatus>,
+}
+
+impl<T> Default for Published<T> {
+    fn default() -> Self {
+        Published { current: None, chosen: None, status: None }
+    }
+}
+
+struct Shared<T> {
+    published: Mutex<Published<T>>,
+    /// Numbers requests, so a slow load finishing after a newer request is discarded.
+    requests: AtomicU64,
+    /// Bumped whenever `current` changes.
+    generation: AtomicU64,
+}
+
+/// Reads a file into the resource, or says why it cannot. Runs on the loader thread.
+pub type Loader<T> = Arc<dyn Fn(&Path) -> Result<T, String> + Send + Sync>;
+
+/// The resource chosen by the user. Main thread; hands readers to workers.
+pub struct Slot<T> {
+    shared: Arc<Shared<T>>,
+    load: Loader<T>,
+    loaders: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl<T> std::fmt::Debug for Slot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("status", &lock(&self.shared.published).status).finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Slot<T> {
+    pub fn new(load: Loader<T>) -> Self {
+        let shared = Arc::new(Shared {
+            published: Mutex::default(),
+            requests: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        });
+        Slot { shared, load, loaders: Mutex::default() }
+    }
+
+    /// Starts loading `path` in the background (or turns retrieval off for `None`). Returns at
+    /// once — it runs on the host's main thread, e.g. while a project loads — and
+    /// [`status`](Self::status) tells how it went. The last request wins: a slower, older
+    /// load that finishes later is discarded.
+    pub fn request(&self, path: Option<PathBuf>) {
+        let request = self.shared.requests.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut loaders = lock(&self.loaders);
+        loaders.retain(|loader| !loader.is_finished());
+        lock(&self.shared.published).chosen = path.clone();
+        let Some(path) = path else {
+            drop(publish(&self.shared, request, None)); // main thread: fine
+            return;
+        };
+        lock(&self.shared.published).status = Some(SlotStatus::Loading { path: path.clone() });
+        let (shared, load) = (self.shared.clone(), self.load.clone());
+        let spawned = std::thread::Builder::new()
+            .name("rvc-stage-loader".into())
+            .spawn(move || load_and_publish(&shared, request, path, &*load));
+        match spawned {
+            Ok(handle) => loaders.push(handle),
+            Err(error) => {
+                fail(&self.shared, request, Path::new(""), format!("could not start the loader thread: {error}"))
+            }
+        }
+    }
+
+    /// Blocks until every load started so far has finished. For tools and tests.
+    pub fn wait(&self) {
+        let loaders = std::mem::take(&mut *lock(&self.loaders));
+        for loader in loaders {
+            let _ = loader.join();
+        }
+    }
+
+    /// The path last asked for, loaded or not (what the plugin saves in its state).
+    pub fn chosen(&self) -> Option<PathBuf> {
+        lock(&self.shared.published).chosen.clone()
+    }
+
+    pub fn status(&self) -> SlotStatus {
+        lock(&self.shared.published).status.clone().unwrap_or(SlotStatus::Empty)
+    }
+
+    /// A reader for the worker thread.
+    pub fn reader(&self) -> SlotReader<T> {
+        SlotReader { shared: self.shared.clone(), current: None, seen: u64::MAX }
+    }
+}
+
+impl<T> Drop for Slot<T> {
+    fn drop(&mut self) {
+        let loaders = std::mem::take(&mut *lock(&self.loaders));
+        for loader in loaders {
+            let _ = loader.join();
+        }
+    }
+}
+
+fn load_and_publish<T>(shared: &Shared<T>, request: u64, path: PathBuf, load: &dyn Fn(&Path) -> Result<T, String>) {
+    // A superseded result is dropped here, on the loader thread.
+    match load(&path) {
+        Ok(resource) => release(publish(shared, request, Some((path, Arc::new(resource))))),
+        Err(reason) => fail(shared, request, &path, reason),
+    }
+}
+
+/// Makes `resource` current, unless a newer request was made, and returns the one it replaced
+/// (or `resource` itself when superseded), for the caller to drop.
+fn publish<T>(shared: &Shared<T>, request: u64, resource: Option<(PathBuf, Arc<T>)>) -> Option<Arc<T>> {
+    let mut published = lock(&shared.published);
+    if shared.requests.load(Ordering::Acquire) != request {
+        return resource.map(|(_, resource)| resource);
+    }
+    published.status = Some(match &resource {
+        Some((path, _)) => SlotStatus::Ready { path: path.clone() },
+        None => SlotStatus::Empty,
+    });
+    let replaced = std::mem::replace(&mut published.current, resource).map(|(_, resource)| resource);
+    shared.generation.fetch_add(1, Ordering::AcqRel);
+    replaced
+}
+
+fn fail<T>(shared: &Shared<T>, request: u64, path: &Path, reason: String) {
+    let mut published = lock(&shared.published);
+    if shared.requests.load(Ordering::Acquire) != request {
+        return;
+    }
+    let kept = published.current.as_ref().map(|(path, _)| path.clone());
+    published.status = Some(SlotStatus::Failed { path: path.to_path_buf(), reason, kept });
+}
+
+/// Drops a replaced resource here, once the worker has moved past it (bounded wait).
+fn release<T>(replaced: Option<Arc<T>>) {
+    let Some(mut resource) = replaced else { return };
+    let deadline = Instant::now() + RELEASE_WAIT;
+    loop {
+        match Arc::try_unwrap(resource) {
+            Ok(last) => return drop(last),
+            Err(still_shared) => resource = still_shared,
+        }
+        if Instant::now() > deadline {
+            return; // the worker frees it when it lets go
+        }
+        std::thread::sleep(RELEASE_POLL);
+    }
+}
+
+/// The worker's view of a slot: the resource it uses, swapped between blocks.
+pub struct SlotReader<T> {
+    shared: Arc<Shared<T>>,
+    current: Option<Arc<T>>,
+    seen: u64,
+}
+
+impl<T> SlotReader<T> {
+    /// Takes up a newly published resource, if any. Worker thread, between blocks; never waits
+    /// (a slot being updated right now is picked up next time).
+    pub fn refresh(&mut self) -> bool {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation == self.seen {
+            return false;
+        }
+        let Ok(published) = self.shared.published.try_lock() else { return false };
+        self.current = published.current.as_ref().map(|(_, resource)| resource.clone());
+        drop(published);
+        self.seen = generation;
+        true
+    }
+
+    pub fn get(&self) -> Option<&T> {
+        self.current.as_deref()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep using it.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
