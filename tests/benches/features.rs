@@ -1,0 +1,132 @@
+//! `cargo xtask bench`: the content model's cost per block against its left context, on a
+//! HuBERT-base-size model (random weights, generated once into `~/.cache/rvc-stage/bench`),
+//! one ONNX Runtime thread. Each block runs the model over the new samples plus the context,
+//! as `ContentFeatures` does; a context of 2.5 s is RVC's schedule (the whole window recomputed
+//! every block), measured in the same run. Cosine: the new frames against the same frames
+//! computed with the whole 12 s clip as context.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use rvc_stage::features::{frames_for, ContentModel, ModelOptions, HOP};
+
+const RATE: usize = 16_000;
+const CLIP_S: f64 = 12.0;
+
+fn main() {
+    let model_path = base_model();
+    let mut model = ContentModel::load(&model_path, None, ModelOptions::default()).expect("the base model loads");
+    let audio = voice_like((CLIP_S * RATE as f64) as usize);
+    let mut reference = Vec::new();
+    model.run(&audio, &mut reference).unwrap();
+    let dim = model.dim();
+    println!(
+        "content model per block: HuBERT-base-size ({}), one thread; cosine of new frames vs whole-clip context",
+        model_path.display()
+    );
+    println!();
+    println!("| block | context | ms per block (median) | real-time factor | × cheaper than RVC's 2.5 s | cosine mean / min |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for block_s in [0.1, 0.25] {
+        let rvc = measure(&mut model, &audio, &reference, dim, block_s, 2.5);
+        for context_s in [0.5, 1.0, 2.5] {
+            let ours =
+                if context_s == 2.5 { rvc } else { measure(&mut model, &audio, &reference, dim, block_s, context_s) };
+            println!(
+                "| {block_s} s | {context_s} s{} | {:.1} | {:.3} | {:.2} | {:.4} / {:.4} |",
+                if context_s == 2.5 { " (RVC)" } else { "" },
+                ours.median_ms,
+                ours.median_ms / (block_s * 1000.0),
+                rvc.median_ms / ours.median_ms,
+                ours.cosine_mean,
+                ours.cosine_min
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Measured {
+    median_ms: f64,
+    cosine_mean: f64,
+    cosine_min: f64,
+}
+
+/// Streams the clip in blocks, each run over context + new samples (windows start on a frame
+/// boundary), after the first 3 s so every window is full.
+fn measure(
+    model: &mut ContentModel,
+    audio: &[f32],
+    reference: &[f32],
+    dim: usize,
+    block_s: f64,
+    context_s: f64,
+) -> Measured {
+    let block = (block_s * RATE as f64) as usize;
+    let context_frames = (context_s * RATE as f64 / HOP as f64).round() as usize;
+    let (mut times, mut cosines) = (Vec::new(), Vec::new());
+    let mut produced = frames_for(3 * RATE);
+    let mut end = 3 * RATE + block;
+    let mut features = Vec::new();
+    while end <= audio.len() {
+        let complete = frames_for(end);
+        let first = produced.saturating_sub(context_frames);
+        features.clear();
+        let start = Instant::now();
+        model.run(&audio[first * HOP..end], &mut features).unwrap();
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        for frame in produced..complete {
+            let ours = &features[(frame - first) * dim..][..dim];
+            cosines.push(cosine(ours, &reference[frame * dim..][..dim]));
+        }
+        produced = complete;
+        end += block;
+    }
+    times.sort_by(f64::total_cmp);
+    Measured {
+        median_ms: times[times.len() / 2],
+        cosine_mean: cosines.iter().sum::<f64>() / cosines.len() as f64,
+        cosine_min: cosines.iter().copied().fold(1.0, f64::min),
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b)).max(1e-30)
+}
+
+/// A voiced-speech-like test signal: a gliding fundamental with harmonics and syllable-rate
+/// amplitude changes, plus a little noise.
+fn voice_like(len: usize) -> Vec<f32> {
+    let mut rng = fastrand::Rng::with_seed(4);
+    let mut phase = 0.0f64;
+    (0..len)
+        .map(|n| {
+            let t = n as f64 / RATE as f64;
+            let f0 = 140.0 + 40.0 * (2.0 * std::f64::consts::PI * 0.7 * t).sin();
+            phase += 2.0 * std::f64::consts::PI * f0 / RATE as f64;
+            let voiced: f64 = (1..8).map(|h| (h as f64 * phase).sin() / h as f64).sum();
+            let envelope = 0.5 + 0.5 * (2.0 * std::f64::consts::PI * 4.0 * t).sin().abs();
+            (0.2 * voiced * envelope + 0.01 * (rng.f64() * 2.0 - 1.0)) as f32
+        })
+        .collect()
+}
+
+fn base_model() -> PathBuf {
+    let base = std::env::var_os("RVC_STAGE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/rvc-stage"));
+    let path = base.join("bench/hubert-base-768.onnx");
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let python =
+            std::env::var_os("RVC_STAGE_PYTHON").expect("run through `cargo xtask bench`, which sets up Python");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
+        let status =
+            Command::new(python).arg(script).arg(&path).args(["--size", "base", "--dim", "768"]).status().unwrap();
+        assert!(status.success(), "generating the base-size model failed");
+    }
+    path
+}
