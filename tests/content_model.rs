@@ -26,12 +26,6 @@ fn load(path: &Path) -> Result<ContentModel, ModelError> {
     ContentModel::load(path, Some(&runtime()), ModelOptions::default())
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rvc-stage-content-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn python(args: &[&dyn AsRef<std::ffi::OsStr>]) {
     let status = Command::new(common::reference_python()).args(args).status().unwrap();
     assert!(status.success());
@@ -51,7 +45,7 @@ fn reference(model: &Path, samples: &[f32], dir: &Path) -> Matrix {
 
 #[test]
 fn tiny_models_follow_the_contract_and_match_onnxruntime_in_python() {
-    let dir = scratch("reference");
+    let dir = common::scratch("content-reference");
     for dim in [256, 768] {
         let mut model = load(&model_path(dim)).unwrap();
         assert_eq!((model.dim(), model.input_name(), model.output_name()), (dim, "source", "embed"));
@@ -76,7 +70,7 @@ fn tiny_models_follow_the_contract_and_match_onnxruntime_in_python() {
 
 #[test]
 fn rank_two_inputs_are_accepted() {
-    let dir = scratch("rank2");
+    let dir = common::scratch("content-rank2");
     let path = dir.join("rank2.onnx");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
     python(&[&script, &path, &"--rank", &"2", &"--dim", &"768"]);
@@ -88,7 +82,7 @@ fn rank_two_inputs_are_accepted() {
 
 #[test]
 fn wrong_model_files_are_explained() {
-    let dir = scratch("wrong");
+    let dir = common::scratch("content-wrong");
     let good = std::fs::read(model_path(256)).unwrap();
     let truncated = dir.join("truncated.onnx");
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
@@ -116,7 +110,7 @@ fn a_missing_or_wrong_runtime_library_is_an_error_not_a_panic() {
         println!("ERROR: {}", result.unwrap_err());
         return;
     }
-    let dir = scratch("runtime");
+    let dir = common::scratch("content-runtime");
     let broken = dir.join("libonnxruntime.so.1.31.1");
     std::fs::write(&broken, &std::fs::read(runtime()).unwrap()[..4096]).unwrap();
     let cases = [

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, RwLock};
 
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode};
@@ -13,22 +12,8 @@ use rvc_stage::features::{frames_for, model_slot, ContentFeatures, ModelOptions}
 use rvc_stage::npy::read_matrix;
 use rvc_stage::retrieval::{FeatureSink, IndexSlot, RetrievalStage};
 
-fn rvc_stage(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_rvc-stage")).args(args).output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr),
-    )
-}
-
 fn model(dim: usize) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/models/hubert-tiny-{dim}.onnx"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rvc-stage-features-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
@@ -45,14 +30,22 @@ fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
 
 #[test]
 fn one_frame_per_320_samples_at_every_rate_and_block_size() {
-    let dir = scratch("frames");
+    let dir = common::scratch("features-frames");
     for (rate, block_ms) in [(44_100, "100"), (48_000, "50"), (22_050, "230"), (96_000, "500"), (8_000, "75")] {
         let samples = (1.7 * rate as f64) as usize;
         let wav = dir.join(format!("{rate}.wav"));
         write_wav(&wav, rate, &common::noise(rate as u64, samples, 0.3));
         let out = dir.join(format!("{rate}.npy"));
-        let (ok, text) =
-            rvc_stage(&[&"features", &wav, &"-o", &out, &"--hubert", &model(768), &"--block-ms", &block_ms]);
+        let (ok, text) = common::rvc_stage_cli(&[
+            &"features",
+            &wav,
+            &"-o",
+            &out,
+            &"--hubert",
+            &model(768),
+            &"--block-ms",
+            &block_ms,
+        ]);
         assert!(ok, "{text}");
         let features = read_matrix(&out).unwrap();
         let expected = frames_for((samples as f64 * 16_000.0 / rate as f64).floor() as usize);
@@ -64,7 +57,7 @@ fn one_frame_per_320_samples_at_every_rate_and_block_size() {
 
 #[test]
 fn features_are_deterministic_and_blend_like_retrieve() {
-    let dir = scratch("blend");
+    let dir = common::scratch("features-blend");
     let wav = dir.join("in.wav");
     write_wav(&wav, 44_100, &common::noise(7, 88_200, 0.4));
     let index = common::generated("reference_search.py").join("fast_scan_256.index");
@@ -74,7 +67,7 @@ fn features_are_deterministic_and_blend_like_retrieve() {
         let hubert = model(256);
         args.push(&hubert);
         args.extend_from_slice(extra);
-        let (ok, text) = rvc_stage(&args);
+        let (ok, text) = common::rvc_stage_cli(&args);
         assert!(ok, "{text}");
         read_matrix(&out).unwrap()
     };
@@ -84,7 +77,7 @@ fn features_are_deterministic_and_blend_like_retrieve() {
     let blended = run("ratio1.npy", &[&"--index", &index, &"--ratio", &"1"]);
     assert_ne!(blended, plain);
     let retrieved = dir.join("retrieved.npy");
-    let (ok, text) = rvc_stage(&[
+    let (ok, text) = common::rvc_stage_cli(&[
         &"retrieve",
         &"--index",
         &index,
@@ -99,8 +92,16 @@ fn features_are_deterministic_and_blend_like_retrieve() {
     assert_eq!(read_matrix(&retrieved).unwrap(), blended);
 
     let other = common::generated("reference_search.py").join("fast_scan_768.index");
-    let (ok, text) =
-        rvc_stage(&[&"features", &wav, &"-o", &dir.join("x.npy"), &"--hubert", &model(256), &"--index", &other]);
+    let (ok, text) = common::rvc_stage_cli(&[
+        &"features",
+        &wav,
+        &"-o",
+        &dir.join("x.npy"),
+        &"--hubert",
+        &model(256),
+        &"--index",
+        &other,
+    ]);
     assert!(!ok && text.contains("256 values per frame but the index holds 768-dimensional vectors"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }

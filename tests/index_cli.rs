@@ -4,23 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use rvc_stage::npy::{read_matrix, write_matrix, Matrix};
 use rvc_stage::retrieval::{FeatureIndex, Retriever, SearchSettings};
-
-fn rvc_stage(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_rvc-stage")).args(args).output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rvc-stage-index-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Clustered float32 features, like content features of one voice.
 fn features(seed: u64, rows: usize, cols: usize) -> Matrix {
@@ -65,7 +53,7 @@ fn python_search(index: &Path, queries: &Path, out: &Path) -> (String, Vec<i64>,
 
 #[test]
 fn built_indexes_load_and_search_identically_in_python_faiss() {
-    let dir = scratch("build");
+    let dir = common::scratch("index-cli-build");
     let inputs = dir.join("3_feature256");
     std::fs::create_dir_all(&inputs).unwrap();
     // Written out of name order: the build must concatenate by file name.
@@ -76,11 +64,11 @@ fn built_indexes_load_and_search_identically_in_python_faiss() {
     }
     std::fs::write(inputs.join("notes.txt"), "not a feature file").unwrap();
     let built = dir.join("built.index");
-    let (ok, text) = rvc_stage(&[&"index", &"build", &inputs, &"-o", &built]);
+    let (ok, text) = common::rvc_stage_cli(&[&"index", &"build", &inputs, &"-o", &built]);
     assert!(ok, "{text}");
     assert!(text.contains("IVF63,PQ128x4fs,RFlat"), "default recipe for 4000 × 256: {text}");
 
-    let (ok, text) = rvc_stage(&[&"index", &"info", &built]);
+    let (ok, text) = common::rvc_stage_cli(&[&"index", &"info", &built]);
     assert!(ok && text.contains("refine k_factor 4") && text.contains("4000 of dimension 256"), "{text}");
     let index = FeatureIndex::load(&built, SearchSettings::default()).unwrap();
     // Ids are frame numbers of the inputs in file-name order: a, b, c.
@@ -104,12 +92,12 @@ fn built_indexes_load_and_search_identically_in_python_faiss() {
 #[test]
 fn convert_rebuilds_an_rvc_index_with_every_vector() {
     let fixtures = common::generated("reference_search.py");
-    let dir = scratch("convert");
+    let dir = common::scratch("index-cli-convert");
     let old_path = fixtures.join("rvc_flat_768_ip.index");
     let new_path = dir.join("converted.index");
-    let (ok, text) = rvc_stage(&[&"index", &"convert", &old_path, &"-o", &new_path, &"--n-ivf", &"20"]);
+    let (ok, text) = common::rvc_stage_cli(&[&"index", &"convert", &old_path, &"-o", &new_path, &"--n-ivf", &"20"]);
     assert!(ok, "{text}");
-    let (ok, text) = rvc_stage(&[&"index", &"info", &new_path]);
+    let (ok, text) = common::rvc_stage_cli(&[&"index", &"info", &new_path]);
     assert!(
         ok && text.contains("IVF-PQ fast-scan") && text.contains("inner product") && text.contains("lists       20"),
         "{text}"
@@ -130,10 +118,10 @@ fn convert_rebuilds_an_rvc_index_with_every_vector() {
 #[test]
 fn retrieve_is_the_worker_path() {
     let fixtures = common::generated("reference_search.py");
-    let dir = scratch("retrieve");
+    let dir = common::scratch("index-cli-retrieve");
     let (index_path, queries_path) = (fixtures.join("fast_scan_768.index"), fixtures.join("fast_scan_768.queries.npy"));
     let out = dir.join("out.npy");
-    let (ok, text) = rvc_stage(&[
+    let (ok, text) = common::rvc_stage_cli(&[
         &"retrieve",
         &"--index",
         &index_path,
@@ -161,7 +149,7 @@ fn retrieve_is_the_worker_path() {
 #[test]
 fn bad_input_is_one_plain_error_line() {
     let fixtures = common::generated("reference_search.py");
-    let dir = scratch("errors");
+    let dir = common::scratch("index-cli-errors");
     let index = fixtures.join("fast_scan_768.index");
     let small = dir.join("small.npy");
     write_matrix(&small, &features(4, 10, 256)).unwrap();
@@ -184,7 +172,7 @@ fn bad_input_is_one_plain_error_line() {
         (vec![&"index", &"convert", &small, &"-o", &out], "is not a usable index"),
     ];
     for (args, expected) in cases {
-        let (ok, text) = rvc_stage(&args);
+        let (ok, text) = common::rvc_stage_cli(&args);
         assert!(!ok && text.starts_with("error: ") && text.contains(expected), "{expected}: {text}");
         assert_eq!(text.trim_end().lines().count(), 1, "{text}");
     }
@@ -193,7 +181,7 @@ fn bad_input_is_one_plain_error_line() {
 
 #[test]
 fn tune_measures_recall_and_time_plots_and_recommends() {
-    let dir = scratch("tune");
+    let dir = common::scratch("index-cli-tune");
     let inputs = dir.join("features.npy");
     write_matrix(&inputs, &features(8, 3000, 32)).unwrap();
     let plot = dir.join("tune.svg");
@@ -211,7 +199,7 @@ fn tune_measures_recall_and_time_plots_and_recommends() {
         &plot,
         &"--metric=l2",
     ];
-    let (ok, text) = rvc_stage(&args);
+    let (ok, text) = common::rvc_stage_cli(&args);
     assert!(ok, "{text}");
     let rows: Vec<Vec<f64>> = text
         .lines()

@@ -156,6 +156,21 @@ pub fn generated(script: &str) -> &'static std::path::Path {
     })
 }
 
+/// A fresh scratch directory for one test, unique to this process.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rvc-stage-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the `rvc-stage` command line built for this test run; returns whether it succeeded and
+/// its stdout and stderr together.
+pub fn rvc_stage_cli(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rvc-stage")).args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
 /// A file of the release bundles `cargo xtask test` builds (it exports `RVC_STAGE_CLAP`; the
 /// default target dir is assumed otherwise), given relative to `bundled/`.
 pub fn bundled(relative: &str) -> std::path::PathBuf {
