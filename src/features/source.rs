@@ -8,7 +8,7 @@
 use super::model::{frames_for, HOP};
 use super::resample::ToModelRate;
 use super::ModelReader;
-use crate::retrieval::FeatureSource;
+use crate::retrieval::{FeatureSource, RetrievalProblem};
 
 /// Left context given to the model for each block, by default (1 s at 16 kHz, 50 frames).
 pub const DEFAULT_CONTEXT_FRAMES: usize = 50;
@@ -26,8 +26,9 @@ pub struct ContentFeatures {
     /// Frames handed out since the stream started.
     produced: u64,
     scratch: Vec<f32>,
-    /// The last failure, kept for display; frames are skipped while the model fails.
-    problem: Option<String>,
+    /// The last failure (cleared by a block that works), for display; frames are skipped
+    /// while the model fails.
+    problem: RetrievalProblem,
 }
 
 impl ContentFeatures {
@@ -41,12 +42,13 @@ impl ContentFeatures {
             history_start: 0,
             produced: 0,
             scratch: Vec::new(),
-            problem: None,
+            problem: RetrievalProblem::default(),
         }
     }
 
-    pub fn problem(&self) -> Option<&str> {
-        self.problem.as_deref()
+    /// Where a failing model run is reported.
+    pub fn problem(&self) -> RetrievalProblem {
+        self.problem.clone()
     }
 
     fn resample(&mut self, block: &[f32]) -> Result<(), String> {
@@ -106,7 +108,9 @@ impl FeatureSource for ContentFeatures {
             return;
         }
         let result = self.resample(block).and_then(|()| self.new_frames(frames));
-        self.problem = result.err();
+        if let Ok(mut problem) = self.problem.try_lock() {
+            *problem = result.err().map(|e| format!("content features failed: {e}"));
+        }
     }
 
     fn idle(&mut self) {

@@ -8,7 +8,7 @@ use anyhow::{ensure, Result};
 use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
 use rvc_stage::features::{
-    frames_for, model_slot, ContentFeatures, ModelOptions, DEFAULT_CONTEXT_FRAMES, HOP, SAMPLE_RATE,
+    frames_for, model_slot, runtime_path, ContentFeatures, ModelOptions, DEFAULT_CONTEXT_FRAMES, HOP, SAMPLE_RATE,
 };
 use rvc_stage::npy::{write_matrix, Matrix};
 use rvc_stage::retrieval::{FeatureSink, RetrievalStage};
@@ -75,11 +75,9 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     let context_frames = (args.context_ms / 1000.0 * f64::from(SAMPLE_RATE) / HOP as f64).round() as usize;
     let slot = loaded_index(args.index.as_deref())?;
     let collect = Collect::default();
-    let stage = RetrievalStage::new(
-        Box::new(ContentFeatures::new(reader, rate, context_frames)),
-        Box::new(collect.clone()),
-        slot.reader(),
-    );
+    let source = ContentFeatures::new(reader, rate, context_frames);
+    let model_problem = source.problem();
+    let stage = RetrievalStage::new(Box::new(source), Box::new(collect.clone()), slot.reader());
     let problem = stage.problem();
     let config = EngineConfig {
         sample_rate: rate,
@@ -92,8 +90,10 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     let controls = Controls { stage: StageControls { index_ratio: args.ratio }, ..Controls::default() };
     run_offline(&mut engine, &mut [mono.clone()], 1024, controls)?;
     drop(engine);
-    if let Some(problem) = problem.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-        anyhow::bail!("{problem}");
+    for problem in [model_problem, problem] {
+        if let Some(problem) = problem.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            anyhow::bail!("{problem}");
+        }
     }
     let mut check = models.reader();
     check.refresh();
@@ -104,6 +104,7 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     ensure!(data.len() >= frames * dim, "only {} of {frames} frames were computed", data.len() / dim.max(1));
     data.truncate(frames * dim);
     write_matrix(&args.output, &Matrix { rows: frames, cols: dim, data })?;
-    println!("{frames} frames of {dim} values ({:.2} s) → {}", frames as f64 / 50.0, args.output.display());
+    let runtime = runtime_path().map_or_else(String::new, |path| format!(", ONNX Runtime {}", path.display()));
+    println!("{frames} frames of {dim} values ({:.2} s) → {}{runtime}", frames as f64 / 50.0, args.output.display());
     Ok(())
 }
