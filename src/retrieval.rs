@@ -40,4 +40,7 @@ pub use blend::{blend_frame, Neighbours};
 pub use faiss_index::{FeatureIndex, RetrievalError, SearchScratch, SearchSettings, DEFAULT_K_FACTOR};
 pub use index_file::{inspect, IndexFileError, IndexLayout, IndexSummary, Metric};
 pub use search::Retriever;
-pub use stage::{DiscardFeatures, FeatureSink, FeatureSource, RetrievalProblem, RetrievalStage, FRAME_RATE};
+pub use stage::{
+    DiscardFeatures, FeatureSink, FeatureSource, RetrievalProblem, RetrievalStage, SharedStageTimes, StageTimes,
+    FRAME_RATE,
+};

@@ -91,6 +91,10 @@ fn features_are_deterministic_and_blend_like_retrieve() {
     assert!(ok, "{text}");
     assert_eq!(read_matrix(&retrieved).unwrap(), blended);
 
+    let plot = dir.join("plot.png");
+    run("plotted.npy", &[&"--index", &index, &"--ratio", &"0.75", &"--plot", &plot]);
+    assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"), "the plot is a PNG");
+
     let other = common::generated("reference_search.py").join("fast_scan_768.index");
     let (ok, text) = common::rvc_stage_cli(&[
         &"features",

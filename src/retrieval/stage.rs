@@ -5,6 +5,7 @@
 //! blocks; a features/index mismatch turns retrieval off with a reason instead of failing.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::search::Retriever;
 use super::IndexReader;
@@ -44,11 +45,25 @@ pub trait FeatureSink: Send {
 /// Why retrieval is not applied although an index is loaded, for display.
 pub type RetrievalProblem = Arc<Mutex<Option<String>>>;
 
+/// Where the worker's time goes, summed over blocks (for the CLI report and the demo).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub blocks: u64,
+    /// Resampling and the content model.
+    pub features: Duration,
+    /// Search and blend.
+    pub retrieval: Duration,
+}
+
+/// A [`StageTimes`] shared with whoever reports it.
+pub type SharedStageTimes = Arc<Mutex<StageTimes>>;
+
 pub struct RetrievalStage {
     source: Box<dyn FeatureSource>,
     sink: Box<dyn FeatureSink>,
     index: IndexReader,
     retriever: Option<Retriever>,
+    times: SharedStageTimes,
     /// The source's feature width the retriever was sized for.
     source_dim: Option<usize>,
     problem: RetrievalProblem,
@@ -71,6 +86,7 @@ impl RetrievalStage {
             sink,
             index,
             retriever: None,
+            times: SharedStageTimes::default(),
             source_dim: None,
             problem: RetrievalProblem::default(),
             target: ratio,
@@ -80,6 +96,11 @@ impl RetrievalStage {
             ratios: Vec::new(),
             blended: Vec::new(),
         }
+    }
+
+    /// Where this stage sums up its time.
+    pub fn times(&self) -> SharedStageTimes {
+        self.times.clone()
     }
 
     /// Where this stage reports a features/index mismatch or a failed search.
@@ -150,13 +171,21 @@ impl Stage for RetrievalStage {
         output.copy_from_slice(input);
         // The source sees every block (it keeps its own stream position), even while it has
         // nothing to give.
+        let start = Instant::now();
         self.frames.clear();
         self.source.frames_for(input, &mut self.frames);
+        let features = start.elapsed();
         self.take_up_new_index();
-        let Some(dim) = self.source.dim().filter(|d| *d > 0) else { return };
-        self.advance_ratios(self.frames.len() / dim);
-        self.blend(dim);
-        self.sink.accept(&self.blended, &self.ratios);
+        if let Some(dim) = self.source.dim().filter(|d| *d > 0) {
+            self.advance_ratios(self.frames.len() / dim);
+            self.blend(dim);
+            self.sink.accept(&self.blended, &self.ratios);
+        }
+        if let Ok(mut times) = self.times.try_lock() {
+            times.blocks += 1;
+            times.features += features;
+            times.retrieval += start.elapsed() - features;
+        }
     }
 
     fn reset(&mut self) {

@@ -1,7 +1,10 @@
 //! `cargo xtask demo`: the main job end to end on this machine. Sets up, builds and bundles,
 //! then loads the built `rvc-stage.clap` like a DAW, renders an embedded default — a generated
 //! voice-like test signal — offline, measures the latency with an impulse and prints a report.
-//! Writes the input and output WAVs under `target/demo/`.
+//! Then runs the feature stage on the same voice with the tiny test model and an index built by
+//! `rvc-stage index build` from another generated voice, and plots each frame's distance to the
+//! index before and after the blend. Writes WAVs, features and `features.png` under
+//! `target/demo/`.
 
 use std::path::Path;
 use std::time::Instant;
@@ -31,7 +34,7 @@ pub fn run() -> Result<()> {
         response.output[0].iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map_or(0, |(i, _)| i);
     let measured = peak.saturating_sub(impulse_at);
 
-    let voice = test_voice((SECONDS * SAMPLE_RATE) as usize + reported);
+    let voice = test_voice((SECONDS * SAMPLE_RATE) as usize + reported, 1.0);
     let input = vec![voice.clone(), voice];
     let started = Instant::now();
     let render = plugin.render(settings, &input, &[], || 512)?;
@@ -48,7 +51,7 @@ pub fn run() -> Result<()> {
     let ms = |samples: usize| samples as f64 * 1000.0 / SAMPLE_RATE;
     println!();
     println!("RVC Stage demo — {SECONDS} s of audio rendered offline through {}", bundle.display());
-    println!("  stage                identity (the neural stages plug in here)");
+    println!("  stages               features + retrieval (no model in this state: audio passes through; no synthesizer yet)");
     println!("  instantiate          {:.2} ms", instantiate.as_secs_f64() * 1000.0);
     println!(
         "  reported latency     {reported} samples ({:.1} ms at {SAMPLE_RATE} Hz, 100 ms blocks, 512-frame buffers)",
@@ -59,18 +62,60 @@ pub fn run() -> Result<()> {
     println!("  render speed         {:.0}x real time", SECONDS / render_time.as_secs_f64());
     println!("  files                {}/{{input,output}}.wav", out_dir.display());
     ensure!(measured == reported, "measured latency {measured} differs from the reported {reported}");
-    ensure!(max_error == 0.0, "the identity stage changed the audio");
+    ensure!(max_error == 0.0, "the pass-through changed the audio");
+    feature_stage(&out_dir)
+}
+
+/// Content features of the demo voice, blended with an index of another voice, plotted.
+fn feature_stage(out_dir: &Path) -> Result<()> {
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--quiet", "--release", "--bin", "rvc-stage"])
+        .current_dir(crate::workspace_root())
+        .status()?;
+    ensure!(status.success(), "building rvc-stage failed");
+    let cli = crate::target_dir().join("release/rvc-stage");
+    let model = crate::workspace_root().join("tests/fixtures/models/hubert-tiny-768.onnx");
+    let training = out_dir.join("training-voice.wav");
+    write_wav(&training, &[test_voice((20.0 * SAMPLE_RATE) as usize, 1.6)])?;
+    let path = |name: &str| out_dir.join(name).to_string_lossy().into_owned();
+    let model = model.to_string_lossy().into_owned();
+    let steps: [&[&str]; 3] = [
+        &["features", &path("training-voice.wav"), "-o", &path("training-features.npy"), "--hubert", &model],
+        &["index", "build", &path("training-features.npy"), "-o", &path("training-voice.index")],
+        &[
+            "features",
+            &path("input.wav"),
+            "-o",
+            &path("features.npy"),
+            "--hubert",
+            &model,
+            "--index",
+            &path("training-voice.index"),
+            "--ratio",
+            "0.75",
+            "--plot",
+            &path("features.png"),
+        ],
+    ];
+    println!();
+    println!("Feature stage (tiny random-weight HuBERT-shaped model, index of another generated voice):");
+    for args in steps {
+        println!("$ rvc-stage {}", args.join(" "));
+        let status = std::process::Command::new(&cli).args(args).status()?;
+        ensure!(status.success(), "rvc-stage {} failed", args.join(" "));
+    }
     Ok(())
 }
 
-/// A voice-like signal: a glottal-ish harmonic series on a gliding pitch with vibrato and a
-/// syllable envelope. Deterministic, so every demo renders the same input.
-fn test_voice(len: usize) -> Vec<f32> {
+/// A voice-like signal: a glottal-ish harmonic series on a gliding pitch (scaled by `pitch`)
+/// with vibrato and a syllable envelope. Deterministic, so every demo renders the same input.
+fn test_voice(len: usize, pitch: f64) -> Vec<f32> {
     let mut phase = 0.0f64;
     (0..len)
         .map(|n| {
             let t = n as f64 / SAMPLE_RATE;
-            let f0 = 140.0 + 60.0 * (0.5 + 0.5 * (t * 0.7).sin()) + 4.0 * (t * 5.5 * std::f64::consts::TAU).sin();
+            let f0 =
+                pitch * (140.0 + 60.0 * (0.5 + 0.5 * (t * 0.7).sin()) + 4.0 * (t * 5.5 * std::f64::consts::TAU).sin());
             phase += f0 / SAMPLE_RATE;
             let harmonics: f64 = (1..=12).map(|k| (phase * k as f64 * std::f64::consts::TAU).sin() / k as f64).sum();
             let syllables = (t * 2.5 * std::f64::consts::PI).sin().abs().powf(0.5);

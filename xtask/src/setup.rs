@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 /// Debian packages the build needs (faiss is built from source by the retrieval stage), and
 /// OpenBLAS's serial build, which the plugin loads in place of the threaded one (build.rs).
-const APT_PACKAGES: &[&str] = &["cmake", "libopenblas-dev", "liblapack-dev", "libopenblas0-serial"];
+const APT_PACKAGES: &[&str] =
+    &["cmake", "libopenblas-dev", "liblapack-dev", "libopenblas0-serial", "fonts-dejavu-core"];
 
 /// ONNX Runtime comes from the PyPI wheel: prebuilt-binary downloads cannot work here, and
 /// PyPI can. The wheel is pinned by file name and hash.

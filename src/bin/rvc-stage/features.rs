@@ -4,14 +4,15 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
 use rvc_stage::features::{
-    frames_for, model_slot, runtime_path, ContentFeatures, ModelOptions, DEFAULT_CONTEXT_FRAMES, HOP, SAMPLE_RATE,
+    frames_for, model_slot, runtime_path, ContentFeatures, ModelOptions, ModelSlot, DEFAULT_CONTEXT_FRAMES, HOP,
+    SAMPLE_RATE,
 };
 use rvc_stage::npy::{write_matrix, Matrix};
-use rvc_stage::retrieval::{FeatureSink, RetrievalStage};
+use rvc_stage::retrieval::{FeatureIndex, FeatureSink, IndexSlot, RetrievalStage, SearchSettings, StageTimes};
 
 use crate::{loaded_index, read_wav, run_offline};
 
@@ -44,6 +45,10 @@ pub struct FeaturesArgs {
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Also write a PNG of each frame's distance to the index before and after the blend, with
+    /// the worker's time per block (needs `--index`).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 /// Collects the blended frames.
@@ -60,6 +65,7 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     ensure!(BLOCK_MS_RANGE.contains(&args.block_ms), "--block-ms must be within 50-500, got {}", args.block_ms);
     ensure!((0.0..=1.0).contains(&args.ratio), "--ratio must be within 0-1, got {}", args.ratio);
     ensure!(args.context_ms >= 0.0, "--context-ms cannot be negative");
+    ensure!(args.plot.is_none() || args.index.is_some(), "--plot shows distances to the index: give --index too");
     let (spec, channels) = read_wav(&args.input)?;
     let mono: Vec<f32> =
         (0..channels[0].len()).map(|n| channels.iter().map(|c| c[n]).sum::<f32>() / channels.len() as f32).collect();
@@ -71,14 +77,50 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     if let SlotStatus::Failed { reason, .. } = models.status() {
         anyhow::bail!("{reason}");
     }
-    let reader = models.reader();
+    let index = loaded_index(args.index.as_deref())?;
+    let (blended, times) = run_chain(args, &mono, rate, &models, &index)?;
+    write_matrix(&args.output, &blended)?;
+    let runtime = runtime_path().map_or_else(String::new, |path| format!(", ONNX Runtime {}", path.display()));
+    println!(
+        "{} frames of {} values ({:.2} s) → {}{runtime}",
+        blended.rows,
+        blended.cols,
+        blended.rows as f64 / 50.0,
+        args.output.display()
+    );
+    let per_block = |time: std::time::Duration| time.as_secs_f64() * 1000.0 / times.blocks.max(1) as f64;
+    println!(
+        "worker per {} ms block: content features {:.2} ms, retrieval {:.2} ms",
+        args.block_ms,
+        per_block(times.features),
+        per_block(times.retrieval)
+    );
+    if let (Some(plot), Some(path)) = (&args.plot, &args.index) {
+        let (plain, _) = run_chain(args, &mono, rate, &models, &loaded_index(None)?)?;
+        let nearest = FeatureIndex::load(path, SearchSettings { k: 1, ..SearchSettings::default() })?;
+        let before = nearest_distances(&nearest, &plain)?;
+        let after = nearest_distances(&nearest, &blended)?;
+        draw(plot, &before, &after, args, per_block(times.features), per_block(times.retrieval))?;
+        println!("plot: {}", plot.display());
+    }
+    Ok(())
+}
+
+/// Runs the worker's stage chain offline over `mono`; returns the frames of the input (the
+/// engine's flush adds some of the silence after it, dropped here) and the stage's times.
+fn run_chain(
+    args: &FeaturesArgs,
+    mono: &[f32],
+    rate: f64,
+    models: &ModelSlot,
+    index: &IndexSlot,
+) -> Result<(Matrix, StageTimes)> {
     let context_frames = (args.context_ms / 1000.0 * f64::from(SAMPLE_RATE) / HOP as f64).round() as usize;
-    let slot = loaded_index(args.index.as_deref())?;
     let collect = Collect::default();
-    let source = ContentFeatures::new(reader, rate, context_frames);
+    let source = ContentFeatures::new(models.reader(), rate, context_frames);
     let model_problem = source.problem();
-    let stage = RetrievalStage::new(Box::new(source), Box::new(collect.clone()), slot.reader());
-    let problem = stage.problem();
+    let stage = RetrievalStage::new(Box::new(source), Box::new(collect.clone()), index.reader());
+    let (problem, times) = (stage.problem(), stage.times());
     let config = EngineConfig {
         sample_rate: rate,
         max_buffer: 1024,
@@ -88,23 +130,80 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     };
     let mut engine = Engine::start(config, Box::new(stage))?;
     let controls = Controls { stage: StageControls { index_ratio: args.ratio }, ..Controls::default() };
-    run_offline(&mut engine, &mut [mono.clone()], 1024, controls)?;
+    run_offline(&mut engine, &mut [mono.to_vec()], 1024, controls)?;
     drop(engine);
     for problem in [model_problem, problem] {
         if let Some(problem) = problem.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             anyhow::bail!("{problem}");
         }
     }
-    let mut check = models.reader();
-    check.refresh();
-    let dim = check.get().map_or(0, |model| model.lock().unwrap_or_else(|e| e.into_inner()).dim());
-    // The frames of the input itself; the engine's flush adds some of the silence after it.
+    let mut model = models.reader();
+    model.refresh();
+    let dim = model.get().map_or(0, |model| model.lock().unwrap_or_else(|e| e.into_inner()).dim());
     let frames = frames_for((mono.len() as f64 * f64::from(SAMPLE_RATE) / rate).floor() as usize);
     let mut data = std::mem::take(&mut *collect.0.lock().unwrap_or_else(|e| e.into_inner()));
     ensure!(data.len() >= frames * dim, "only {} of {frames} frames were computed", data.len() / dim.max(1));
     data.truncate(frames * dim);
-    write_matrix(&args.output, &Matrix { rows: frames, cols: dim, data })?;
-    let runtime = runtime_path().map_or_else(String::new, |path| format!(", ONNX Runtime {}", path.display()));
-    println!("{frames} frames of {dim} values ({:.2} s) → {}{runtime}", frames as f64 / 50.0, args.output.display());
+    let times = *times.lock().unwrap_or_else(|e| e.into_inner());
+    Ok((Matrix { rows: frames, cols: dim, data }, times))
+}
+
+/// Euclidean distance from each frame to its nearest index vector.
+fn nearest_distances(index: &FeatureIndex, frames: &Matrix) -> Result<Vec<f64>> {
+    let (mut distances, mut labels) = (vec![0.0; frames.rows], vec![0; frames.rows]);
+    index.search_into(&frames.data, &mut distances, &mut labels)?;
+    let mut stored = vec![0.0; frames.cols];
+    let mut out = Vec::with_capacity(frames.rows);
+    for (row, label) in labels.iter().enumerate() {
+        index.vector_into(*label, &mut stored)?;
+        let squared: f64 = frames.row(row).iter().zip(&stored).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+        out.push(squared.sqrt());
+    }
+    Ok(out)
+}
+
+/// Font for the PNG's text (Debian's fonts-dejavu-core, installed by `cargo xtask setup`).
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Distance to the index per frame, before and after the blend, with the stage timings.
+fn draw(
+    path: &std::path::Path,
+    before: &[f64],
+    after: &[f64],
+    args: &FeaturesArgs,
+    features_ms: f64,
+    retrieval_ms: f64,
+) -> Result<()> {
+    use plotters::prelude::*;
+    use plotters::style::{register_font, FontStyle};
+    let font = std::fs::read(FONT).with_context(|| format!("cannot read {FONT} (Debian package fonts-dejavu-core)"))?;
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    register_font("sans-serif", FontStyle::Normal, font).map_err(|_| anyhow::anyhow!("{FONT} is not a usable font"))?;
+    let top = before.iter().chain(after).copied().fold(0.0, f64::max) * 1.1;
+    let root = BitMapBackend::new(path, (1000, 560)).into_drawing_area();
+    let draw_error = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("cannot draw {}: {e:?}", path.display());
+    root.fill(&WHITE).map_err(draw_error)?;
+    let caption = format!(
+        "distance to the nearest index vector, index ratio {} — per {} ms block: features {features_ms:.2} ms, retrieval {retrieval_ms:.2} ms",
+        args.ratio, args.block_ms
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 16))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..before.len() as f64 / 50.0, 0.0..top.max(1e-6))
+        .map_err(draw_error)?;
+    chart.configure_mesh().x_desc("time (s), 50 frames per second").y_desc("L2 distance").draw().map_err(draw_error)?;
+    for (values, colour, label) in [(before, RED, "content features"), (after, BLUE, "after the index blend")] {
+        let points = values.iter().enumerate().map(|(f, d)| (f as f64 / 50.0, *d));
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(draw_error)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.85)).draw().map_err(draw_error)?;
+    root.present().map_err(draw_error)?;
     Ok(())
 }
