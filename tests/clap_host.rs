@@ -171,17 +171,6 @@ fn state_round_trips_byte_identically() {
     assert_eq!(restored.save_state().unwrap(), saved);
 }
 
-/// The state with the persisted path `key` set to `path`. nice-plug's CLAP state is a u64
-/// length and JSON, persisted fields in it as JSON strings.
-fn state_with_path(saved: &[u8], key: &str, path: &std::path::Path) -> Vec<u8> {
-    let text = std::str::from_utf8(&saved[8..]).unwrap();
-    let empty = format!("\"{key}\":\"null\"");
-    let field = format!("\"{key}\":{:?}", format!("{:?}", path.to_str().unwrap()));
-    assert!(text.contains(&empty), "unexpected state layout: {text}");
-    let json = text.replace(&empty, &field);
-    [(json.len() as u64).to_le_bytes().as_slice(), json.as_bytes()].concat()
-}
-
 /// Indexes and content models come with the state: good ones are kept across save and load
 /// (and run: features are computed and blended on the worker), and missing or corrupt ones
 /// leave a plugin that still passes audio with its exact latency.
@@ -189,17 +178,15 @@ fn state_with_path(saved: &[u8], key: &str, path: &std::path::Path) -> Vec<u8> {
 fn the_index_path_travels_in_the_state_and_bad_files_never_stop_the_audio() {
     let entry = load(&bundle()).unwrap();
     let fixtures = common::generated("reference_search.py");
-    let fresh = Plugin::new(&entry).unwrap().save_state().unwrap();
     let corrupt = std::env::temp_dir().join(format!("rvc-stage-corrupt-state-{}.index", std::process::id()));
     std::fs::write(&corrupt, vec![0x49; 4096]).unwrap();
     let missing = fixtures.join("does-not-exist.index");
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hubert-tiny-768.onnx");
     for path in [fixtures.join("fast_scan_768.index"), corrupt.clone(), missing] {
-        let with_index = state_with_path(&fresh, "index-path", &path);
-        let hubert = if path == corrupt { &corrupt } else { &model };
-        let state = state_with_path(&with_index, "hubert-path", hubert);
         let mut plugin = Plugin::new(&entry).unwrap();
-        plugin.load_state(&state).unwrap();
+        plugin.set_persisted_path("index-path", &path).unwrap();
+        let hubert = if path == corrupt { &corrupt } else { &model };
+        let state = plugin.set_persisted_path("hubert-path", hubert).unwrap();
         assert_eq!(plugin.save_state().unwrap(), state, "{}", path.display());
         let settings = Settings::new(44_100.0, 512, true);
         let latency = plugin.render(settings, &impulse(2, 0, 1), &[("Index Ratio", "1")], || 1).unwrap().latency;

@@ -100,3 +100,28 @@ fn reset_through_the_wrapper_allocates_nothing_and_clears_history() {
         assert_eq!(render.output[0][n], expected, "sample {n}");
     }
 }
+
+/// With a content model and an index loaded, the worker runs ONNX Runtime and faiss on every
+/// block while the audio thread, under the allocation guard, only moves samples: random buffer
+/// sizes, Index Ratio automation, clean output, audio passed through exactly.
+#[test]
+fn with_a_model_and_an_index_the_audio_thread_still_allocates_nothing() {
+    let mut plugin = Plugin::new(&in_process_entry()).unwrap();
+    let fixtures = common::generated("reference_search.py");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hubert-tiny-256.onnx");
+    plugin.set_persisted_path("index-path", &fixtures.join("fast_scan_256.index")).unwrap();
+    plugin.set_persisted_path("hubert-path", &model).unwrap();
+    // Loads run in the background; give them a moment, as a host would while a project opens.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let input = vec![noise(8, 96_000, 0.5); 2];
+    for (offline, ratio) in [(true, "0.3"), (false, "1"), (true, "0")] {
+        let settings = Settings::new(48_000.0, 1024, offline);
+        let mut sizes = common::random_sizes(17, 1024);
+        let render = plugin.render(settings, &input, &[("Index Ratio", ratio)], &mut sizes).unwrap();
+        check_clean(&render.output).unwrap();
+        let latency = render.latency as usize;
+        if offline {
+            assert_eq!(&render.output[0][latency..], &input[0][..input[0].len() - latency]);
+        }
+    }
+}

@@ -99,6 +99,22 @@ impl Plugin {
             .map_err(|e| anyhow!("loading state: {e}"))
     }
 
+    /// Sets the persisted field `key` (e.g. `index-path`) to `path` by editing the saved state
+    /// and loading it back, as restoring a project does. nice-plug's CLAP state is a u64 length
+    /// and JSON, with persisted fields as JSON strings; the field must be unset (`null`).
+    pub fn set_persisted_path(&mut self, key: &str, path: &Path) -> Result<Vec<u8>> {
+        let saved = self.save_state()?;
+        let text = std::str::from_utf8(saved.get(8..).unwrap_or_default())?;
+        let empty = format!("\"{key}\":\"null\"");
+        let path = path.to_str().ok_or_else(|| anyhow!("not UTF-8: {}", path.display()))?;
+        let field = format!("\"{key}\":{:?}", format!("{path:?}"));
+        anyhow::ensure!(text.contains(&empty), "the state has no unset {key:?}: {text}");
+        let json = text.replace(&empty, &field);
+        let state = [(json.len() as u64).to_le_bytes().as_slice(), json.as_bytes()].concat();
+        self.load_state(&state)?;
+        Ok(state)
+    }
+
     /// The CLAP id of the parameter called `name`.
     pub fn param_id(&mut self, name: &str) -> Result<ClapId> {
         let params = self.extension(|s| &s.params, "params")?;
