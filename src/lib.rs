@@ -9,6 +9,7 @@
 //!   holds the feature-index side: validating, loading, searching, blending, building.
 //! - [`pipeline`] — the stage chain the plugin and the CLI share.
 //! - [`features`] — content models (HuBERT / ContentVec ONNX) through ONNX Runtime.
+//! - [`plot`] — the font the CLI's plots use.
 //! - [`npy`] — feature matrices as `.npy` files for the CLI.
 //! - [`rt`] — allocation-free primitives the audio thread is built from.
 
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod features;
 pub mod npy;
 pub mod pipeline;
+pub mod plot;
 pub mod plugin;
 pub mod retrieval;
 pub mod rt;

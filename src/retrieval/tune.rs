@@ -188,6 +188,7 @@ fn time_blocks(index: &FeatureIndex, queries: &Matrix) -> Result<f64, RetrievalE
 /// depth, the target recall as a grey line.
 pub fn write_plot(points: &[TunePoint], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
+    crate::plot::register_font()?;
     let max_time = points.iter().map(|p| p.micros_per_block).fold(1.0, f64::max) * 1.1;
     let min_recall = points.iter().map(|p| p.recall).fold(TARGET_RECALL, f64::min).max(0.0) - 0.02;
     let root = SVGBackend::new(path, (800, 520)).into_drawing_area();

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
 use rvc_stage::features::{
@@ -162,9 +162,6 @@ fn nearest_distances(index: &FeatureIndex, frames: &Matrix) -> Result<Vec<f64>> 
     Ok(out)
 }
 
-/// Font for the PNG's text (Debian's fonts-dejavu-core, installed by `cargo xtask setup`).
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-
 /// Distance to the index per frame, before and after the blend, with the stage timings.
 fn draw(
     path: &std::path::Path,
@@ -175,10 +172,7 @@ fn draw(
     retrieval_ms: f64,
 ) -> Result<()> {
     use plotters::prelude::*;
-    use plotters::style::{register_font, FontStyle};
-    let font = std::fs::read(FONT).with_context(|| format!("cannot read {FONT} (Debian package fonts-dejavu-core)"))?;
-    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    register_font("sans-serif", FontStyle::Normal, font).map_err(|_| anyhow::anyhow!("{FONT} is not a usable font"))?;
+    rvc_stage::plot::register_font().map_err(anyhow::Error::msg)?;
     let top = before.iter().chain(after).copied().fold(0.0, f64::max) * 1.1;
     let root = BitMapBackend::new(path, (1000, 560)).into_drawing_area();
     let draw_error = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("cannot draw {}: {e:?}", path.display());
