@@ -11,8 +11,11 @@ mod model;
 mod resample;
 mod runtime;
 mod source;
+mod split;
 
-pub use model::{frames_for, ContentModel, ModelError, ModelOptions, HOP, RECEPTIVE_FIELD, SAMPLE_RATE};
+pub use model::{
+    frames_for, ContentModel, ModelError, ModelOptions, FRONT_END_OUTPUT, HOP, RECEPTIVE_FIELD, SAMPLE_RATE,
+};
 pub use runtime::{runtime_candidates, runtime_path, RuntimeError, LIBRARY_NAME};
 pub use source::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
 

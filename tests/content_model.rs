@@ -137,3 +137,27 @@ fn a_missing_or_wrong_runtime_library_is_an_error_not_a_panic() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The tiny models are cut after their conv front end, and the halves compute what the whole
+/// model does: on every frame, whatever the input length.
+#[test]
+fn models_split_after_the_front_end_compute_the_same_features() {
+    for dim in [256, 768] {
+        let mut split = load(&model_path(dim)).unwrap();
+        assert!(split.is_split(), "the fixture names its front-end output");
+        let whole_options = ModelOptions { split_front_end: false, ..ModelOptions::default() };
+        let mut whole = ContentModel::load(&model_path(dim), Some(&runtime()), whole_options).unwrap();
+        assert!(!whole.is_split());
+        for samples in [400, 720, 5_000, 16_013] {
+            let audio = common::noise(samples as u64, samples, 0.5);
+            let (mut conv, mut ours, mut reference) = (Vec::new(), Vec::new(), Vec::new());
+            let (frames, channels) = split.front_end(&audio, &mut conv).unwrap();
+            assert_eq!((frames, conv.len()), (frames_for(samples), frames * channels));
+            assert_eq!(split.transformer(&conv, &mut ours).unwrap(), frames);
+            whole.run(&audio, &mut reference).unwrap();
+            for (a, b) in ours.iter().zip(&reference) {
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "dim {dim}, {samples} samples: {a} vs {b}");
+            }
+        }
+    }
+}

@@ -31,6 +31,10 @@ pub fn frames_for(samples: usize) -> usize {
     }
 }
 
+/// The tensor between the conv front end and the transformer, where a model is cut in two.
+/// Our fixtures name it; models without it run whole.
+pub const FRONT_END_OUTPUT: &str = "conv_features";
+
 /// How sessions run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelOptions {
@@ -38,12 +42,26 @@ pub struct ModelOptions {
     /// plugin instance, and a DAW runs many instances next to its own audio threads. Raise it
     /// for a single instance on a machine with idle cores.
     pub intra_threads: usize,
+    /// Cut the model after its conv front end when it allows it, so streaming computes the
+    /// front end once per sample and only the transformer over the context.
+    pub split_front_end: bool,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        Self { intra_threads: 1 }
+        Self { intra_threads: 1, split_front_end: true }
     }
+}
+
+/// The model's two halves, when it was cut.
+#[derive(Debug)]
+struct Halves {
+    front: Session,
+    back: Session,
+    /// Values per frame between the halves (the front end's channels).
+    channels: usize,
+    /// Scratch for the transformer's `[1, C, T]` input.
+    channel_major: Vec<f32>,
 }
 
 #[derive(Debug, Error)]
@@ -62,6 +80,7 @@ pub enum ModelError {
 #[derive(Debug)]
 pub struct ContentModel {
     session: Session,
+    halves: Option<Halves>,
     input: String,
     /// 3 for `[1, 1, N]`, 2 for `[1, N]`.
     input_rank: usize,
@@ -75,20 +94,102 @@ impl ContentModel {
     pub fn load(path: &Path, runtime: Option<&Path>, options: ModelOptions) -> Result<Self, ModelError> {
         let environment = environment(runtime)?;
         let load_error = |message: String| ModelError::Load { path: path.into(), message };
-        let session = Session::builder(environment)
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
-            .and_then(|b| b.with_intra_threads(options.intra_threads.max(1)).map_err(Into::into))
-            .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            // Spinning threads would burn a core next to the host's audio threads.
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
-            .and_then(|mut b| b.commit_from_file(path))
-            .map_err(|e| load_error(e.to_string()))?;
+        let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
+        let session = session(environment, &bytes, options).map_err(load_error)?;
         let contract = |problem: String| ModelError::Contract { path: path.into(), problem };
         let (input, input_rank) = input_of(&session).map_err(contract)?;
         let (output, dim) = output_of(&session).map_err(contract)?;
-        let mut model = ContentModel { session, input, input_rank, output, dim: dim.unwrap_or(0) };
+        let mut model = ContentModel { session, halves: None, input, input_rank, output, dim: dim.unwrap_or(0) };
         model.probe().map_err(contract)?;
+        if options.split_front_end {
+            model.try_split(environment, &bytes, options);
+        }
         Ok(model)
+    }
+
+    /// Cuts the model after its front end, keeping the halves only if they compute what the
+    /// whole model does.
+    fn try_split(&mut self, environment: &ort::environment::Environment, bytes: &[u8], options: ModelOptions) {
+        let Some(halves) = super::split::split(bytes, FRONT_END_OUTPUT) else { return };
+        let (Ok(front), Ok(back)) =
+            (session(environment, &halves.front, options), session(environment, &halves.back, options))
+        else {
+            return;
+        };
+        let probe: Vec<f32> =
+            (0..RECEPTIVE_FIELD + 20 * HOP).map(|n| ((n * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3).collect();
+        let mut whole = Vec::new();
+        if self.run(&probe, &mut whole).is_err() {
+            return;
+        }
+        self.halves = Some(Halves { front, back, channels: 0, channel_major: Vec::new() });
+        let (mut conv, mut split) = (Vec::new(), Vec::new());
+        let channels = self.front_end(&probe, &mut conv).map(|(_, channels)| channels).unwrap_or(0);
+        if let Some(halves) = self.halves.as_mut() {
+            halves.channels = channels;
+        }
+        let agrees = channels > 0
+            && self.transformer(&conv, &mut split).is_ok()
+            && split.len() == whole.len()
+            && split.iter().zip(&whole).all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs().max(1.0));
+        if !agrees {
+            self.halves = None;
+        }
+    }
+
+    /// Whether the model runs as front end + transformer.
+    pub fn is_split(&self) -> bool {
+        self.halves.is_some()
+    }
+
+    /// Runs the conv front end alone on `samples` and appends its frames (frame-major,
+    /// `channels` values each) to `conv`; returns (frames, channels). Split models only.
+    pub fn front_end(&mut self, samples: &[f32], conv: &mut Vec<f32>) -> Result<(usize, usize), ModelError> {
+        let run_error = |e: ort::Error| ModelError::Run(e.to_string());
+        let Some(halves) = self.halves.as_mut() else { return Err(ModelError::Run("the model is not split".into())) };
+        if samples.len() < RECEPTIVE_FIELD {
+            return Ok((0, 0));
+        }
+        let shape = if self.input_rank == 3 { vec![1, 1, samples.len()] } else { vec![1, samples.len()] };
+        let input = TensorRef::from_array_view((shape, samples)).map_err(run_error)?;
+        let outputs = halves.front.run(ort::inputs![self.input.as_str() => input]).map_err(run_error)?;
+        let (shape, values) = outputs[FRONT_END_OUTPUT].try_extract_tensor::<f32>().map_err(run_error)?;
+        let [1, channels, frames] = **shape else {
+            return Err(ModelError::Run(format!("front end output shape {:?}", &**shape)));
+        };
+        let (channels, frames) = (channels as usize, frames as usize);
+        // [1, C, T] → frame-major, so frames can be cached and trimmed one by one.
+        for frame in 0..frames {
+            conv.extend((0..channels).map(|c| values[c * frames + frame]));
+        }
+        Ok((frames, channels))
+    }
+
+    /// Runs the transformer on conv frames (frame-major, as [`front_end`](Self::front_end)
+    /// gives them) and appends the features; returns how many frames.
+    pub fn transformer(&mut self, conv: &[f32], features: &mut Vec<f32>) -> Result<usize, ModelError> {
+        let run_error = |e: ort::Error| ModelError::Run(e.to_string());
+        let Some(halves) = self.halves.as_mut() else { return Err(ModelError::Run("the model is not split".into())) };
+        let channels = halves.channels;
+        let frames = conv.len() / channels.max(1);
+        if frames == 0 {
+            return Ok(0);
+        }
+        halves.channel_major.clear();
+        for c in 0..channels {
+            halves.channel_major.extend((0..frames).map(|f| conv[f * channels + c]));
+        }
+        let input =
+            TensorRef::from_array_view(([1, channels, frames], halves.channel_major.as_slice())).map_err(run_error)?;
+        let outputs = halves.back.run(ort::inputs![FRONT_END_OUTPUT => input]).map_err(run_error)?;
+        let (shape, values) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
+        match **shape {
+            [1, count, dim] if dim as usize == self.dim => {
+                features.extend_from_slice(values);
+                Ok(count as usize)
+            }
+            ref other => Err(ModelError::Run(format!("transformer output shape {other:?}"))),
+        }
     }
 
     /// Values per frame: 256 or 768.
@@ -143,6 +244,22 @@ impl ContentModel {
         }
         Ok(())
     }
+}
+
+/// A session over model `bytes`: full optimisation, `intra_threads`, no spinning (spinning
+/// threads would burn a core next to the host's audio threads).
+fn session(
+    environment: &ort::environment::Environment,
+    bytes: &[u8],
+    options: ModelOptions,
+) -> Result<Session, String> {
+    Session::builder(environment)
+        .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
+        .and_then(|b| b.with_intra_threads(options.intra_threads.max(1)).map_err(Into::into))
+        .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+        .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+        .and_then(|mut b| b.commit_from_memory(bytes))
+        .map_err(|e| e.to_string())
 }
 
 /// The audio input: one float32 tensor `[1, 1, N]` or `[1, N]`.

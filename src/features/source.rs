@@ -25,6 +25,10 @@ pub struct ContentFeatures {
     history_start: u64,
     /// Frames handed out since the stream started.
     produced: u64,
+    /// Front-end frames (frame-major) from `conv_start` on, for split models: the context the
+    /// transformer needs, computed once.
+    conv: Vec<f32>,
+    conv_start: u64,
     scratch: Vec<f32>,
     /// The last failure (cleared by a block that works), for display; frames are skipped
     /// while the model fails.
@@ -41,6 +45,8 @@ impl ContentFeatures {
             history: Vec::new(),
             history_start: 0,
             produced: 0,
+            conv: Vec::new(),
+            conv_start: 0,
             scratch: Vec::new(),
             problem: RetrievalProblem::default(),
         }
@@ -59,7 +65,9 @@ impl ContentFeatures {
         resampler.push(block, &mut self.history)
     }
 
-    /// Runs the model over the new samples plus context; appends the new frames.
+    /// Computes the frames that became complete and appends them. A split model runs its
+    /// front end over the new samples only and the transformer over the cached front-end
+    /// frames of the context; a whole model runs over context + new samples.
     fn new_frames(&mut self, frames: &mut Vec<f32>) -> Result<(), String> {
         let total = self.history_start + self.history.len() as u64;
         let complete = frames_for(total as usize) as u64;
@@ -67,12 +75,22 @@ impl ContentFeatures {
         if complete <= self.produced {
             return Ok(());
         }
-        let first = self.produced.saturating_sub(self.context_frames as u64);
-        let start = (first * HOP as u64 - self.history_start) as usize;
-        self.scratch.clear();
         let mut model = model.lock().unwrap_or_else(|e| e.into_inner());
-        let computed = model.run(&self.history[start..], &mut self.scratch).map_err(|e| e.to_string())?;
         let dim = model.dim();
+        self.scratch.clear();
+        let context_start = self.produced.saturating_sub(self.context_frames as u64);
+        let (first, computed) = if model.is_split() {
+            let start = (self.produced * HOP as u64 - self.history_start) as usize;
+            model.front_end(&self.history[start..], &mut self.conv).map_err(|e| e.to_string())?;
+            let channels = self.conv.len() / (complete - self.conv_start).max(1) as usize;
+            let first = context_start.max(self.conv_start);
+            let window = &self.conv[(first - self.conv_start) as usize * channels..];
+            (first, model.transformer(window, &mut self.scratch).map_err(|e| e.to_string())?)
+        } else {
+            let first = context_start.max(self.history_start / HOP as u64);
+            let start = (first * HOP as u64 - self.history_start) as usize;
+            (first, model.run(&self.history[start..], &mut self.scratch).map_err(|e| e.to_string())?)
+        };
         drop(model);
         let wanted = (complete - first) as usize;
         if computed < wanted {
@@ -81,13 +99,29 @@ impl ContentFeatures {
         let skip = (self.produced - first) as usize;
         frames.extend_from_slice(&self.scratch[skip * dim..wanted * dim]);
         self.produced = complete;
-        self.trim_history();
+        self.trim();
         Ok(())
     }
 
-    /// Keeps only what the next block's context needs.
-    fn trim_history(&mut self) {
-        let keep_from = self.produced.saturating_sub(self.context_frames as u64) * HOP as u64;
+    /// Takes up a newly chosen model; its front end's frames start from here.
+    fn take_up_model(&mut self) {
+        if self.model.refresh() {
+            self.conv.clear();
+            self.conv_start = self.produced;
+        }
+    }
+
+    /// Keeps only what the next block needs: the context's front-end frames and the samples
+    /// from the next frame on (split model), or the context's samples (whole model).
+    fn trim(&mut self) {
+        let context_start = self.produced.saturating_sub(self.context_frames as u64);
+        if self.conv_start < context_start && !self.conv.is_empty() {
+            let channels = self.conv.len() / (self.produced - self.conv_start) as usize;
+            self.conv.drain(..(context_start - self.conv_start) as usize * channels);
+            self.conv_start = context_start;
+        }
+        let split = self.model.get().is_some_and(|m| m.lock().unwrap_or_else(|e| e.into_inner()).is_split());
+        let keep_from = if split { self.produced } else { context_start } * HOP as u64;
         let drop = (keep_from.saturating_sub(self.history_start) as usize).min(self.history.len());
         self.history.drain(..drop);
         self.history_start += drop as u64;
@@ -100,7 +134,7 @@ impl FeatureSource for ContentFeatures {
     }
 
     fn frames_for(&mut self, block: &[f32], frames: &mut Vec<f32>) {
-        self.model.refresh();
+        self.take_up_model();
         if self.model.get().is_none() {
             // Nothing to compute: no resampling either. A model chosen later starts a fresh
             // feature stream.
@@ -114,7 +148,7 @@ impl FeatureSource for ContentFeatures {
     }
 
     fn idle(&mut self) {
-        self.model.refresh();
+        self.take_up_model();
     }
 
     fn reset(&mut self) {
@@ -124,5 +158,7 @@ impl FeatureSource for ContentFeatures {
         self.history.clear();
         self.history_start = 0;
         self.produced = 0;
+        self.conv.clear();
+        self.conv_start = 0;
     }
 }

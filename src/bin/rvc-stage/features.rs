@@ -45,6 +45,10 @@ pub struct FeaturesArgs {
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Run the model whole over each window instead of cutting it after the conv front end
+    /// (for comparison; models that cannot be cut always run whole).
+    #[arg(long)]
+    whole_model: bool,
     /// Also write a PNG of each frame's distance to the index before and after the blend, with
     /// the worker's time per block (needs `--index`).
     #[arg(long)]
@@ -71,7 +75,10 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
         (0..channels[0].len()).map(|n| channels.iter().map(|c| c[n]).sum::<f32>() / channels.len() as f32).collect();
     let rate = f64::from(spec.sample_rate);
     let runtime = args.onnxruntime.as_ref().map(|p| p.to_string_lossy().into_owned());
-    let models = model_slot(Arc::new(RwLock::new(runtime)), ModelOptions { intra_threads: args.threads });
+    let models = model_slot(
+        Arc::new(RwLock::new(runtime)),
+        ModelOptions { intra_threads: args.threads, split_front_end: !args.whole_model },
+    );
     models.request(Some(args.hubert.clone()));
     models.wait();
     if let SlotStatus::Failed { reason, .. } = models.status() {
