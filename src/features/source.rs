@@ -29,6 +29,8 @@ pub struct ContentFeatures {
     /// transformer needs, computed once.
     conv: Vec<f32>,
     conv_start: u64,
+    /// Whether the model in use runs cut in two (decides what history the next block needs).
+    split: bool,
     scratch: Vec<f32>,
     /// The last failure (cleared by a block that works), for display; frames are skipped
     /// while the model fails.
@@ -47,6 +49,7 @@ impl ContentFeatures {
             produced: 0,
             conv: Vec::new(),
             conv_start: 0,
+            split: false,
             scratch: Vec::new(),
             problem: RetrievalProblem::default(),
         }
@@ -79,7 +82,8 @@ impl ContentFeatures {
         let dim = model.dim();
         self.scratch.clear();
         let context_start = self.produced.saturating_sub(self.context_frames as u64);
-        let (first, computed) = if model.is_split() {
+        self.split = model.is_split();
+        let (first, computed) = if self.split {
             let start = (self.produced * HOP as u64 - self.history_start) as usize;
             model.front_end(&self.history[start..], &mut self.conv).map_err(|e| e.to_string())?;
             let channels = self.conv.len() / (complete - self.conv_start).max(1) as usize;
@@ -120,8 +124,7 @@ impl ContentFeatures {
             self.conv.drain(..(context_start - self.conv_start) as usize * channels);
             self.conv_start = context_start;
         }
-        let split = self.model.get().is_some_and(|m| m.lock().unwrap_or_else(|e| e.into_inner()).is_split());
-        let keep_from = if split { self.produced } else { context_start } * HOP as u64;
+        let keep_from = if self.split { self.produced } else { context_start } * HOP as u64;
         let drop = (keep_from.saturating_sub(self.history_start) as usize).min(self.history.len());
         self.history.drain(..drop);
         self.history_start += drop as u64;

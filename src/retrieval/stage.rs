@@ -158,10 +158,8 @@ impl RetrievalStage {
             *retriever = Retriever::new(index, count);
         }
         if let Err(error) = retriever.retrieve(index, &self.frames, &self.ratios, &mut self.blended) {
-            if let Ok(mut slot) = self.problem.try_lock() {
-                *slot = Some(format!("retrieval failed, features pass unchanged: {error}"));
-            }
             self.blended.copy_from_slice(&self.frames);
+            self.report(Some(format!("retrieval failed, features pass unchanged: {error}")));
         }
     }
 }
