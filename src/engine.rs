@@ -144,7 +144,7 @@ impl Engine {
         let handshake = Arc::new(Handshake::default());
         let rings = worker::WorkerRings { input: worker_input, output: worker_output, controls: worker_controls };
         let worker = worker::WorkerThread::spawn(
-            worker::BlockWorker::new(plan.block, stage, rings, handshake.clone()),
+            worker::BlockWorker::new(plan.block, stage, rings, handshake.clone(), config.mode),
             handshake.clone(),
         )
         .map_err(EngineError::WorkerSpawn)?;

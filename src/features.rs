@@ -4,20 +4,22 @@
 //! running on the worker thread; never on the audio thread.
 //!
 //! [`ContentFeatures`] turns the worker's blocks of host audio into frames (resampling, a
-//! bounded left context) for the retrieval stage. Not yet: splitting the model so the conv front
-//! end is not recomputed over the context, and the wiring into the plugin.
+//! bounded left context, the model cut after its conv front end when it allows it) for the
+//! retrieval stage; [`to_synth_rate`] shapes them for the synthesizer (100 fps).
 
 mod model;
 mod resample;
 mod runtime;
 mod source;
 mod split;
+mod synth_rate;
 
 pub use model::{
     frames_for, ContentModel, ModelError, ModelOptions, FRONT_END_OUTPUT, HOP, RECEPTIVE_FIELD, SAMPLE_RATE,
 };
 pub use runtime::{runtime_candidates, runtime_path, RuntimeError, LIBRARY_NAME};
 pub use source::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
+pub use synth_rate::{to_synth_rate, SYNTH_HOP};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};

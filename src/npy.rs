@@ -9,7 +9,7 @@ use npyz::WriterBuilder;
 use thiserror::Error;
 
 /// A row-major float32 matrix: `rows` frames of `cols` values.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Matrix {
     pub rows: usize,
     pub cols: usize,

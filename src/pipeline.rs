@@ -1,15 +1,30 @@
 //! The product's stage chain, built in one place so the plugin and the CLI run the same one.
 //! Constructed on the main thread; the stages run on the worker thread.
 
-use crate::engine::Stage;
-use crate::features::{ContentFeatures, ModelReader, DEFAULT_CONTEXT_FRAMES};
-use crate::retrieval::{DiscardFeatures, IndexReader, RetrievalStage};
+use crate::features::{ContentFeatures, ModelReader};
+use crate::retrieval::{FeatureSink, IndexReader, RetrievalProblem, RetrievalStage};
+
+/// The voice-conversion stages, with the handles that report on them.
+pub struct VoiceStages {
+    /// Content features blended with the index, handed to the sink.
+    pub stage: RetrievalStage,
+    /// Why the content model failed on the last block, if it did.
+    pub model_problem: RetrievalProblem,
+}
 
 /// The voice-conversion stages for a host running at `sample_rate`: content features from the
-/// chosen model, blended with the chosen index. The synthesizer that turns them into a voice
-/// does not exist yet, so the blended features are discarded and the audio passes through
-/// unchanged (with the engine's latency). Without a model or an index those steps are skipped.
-pub fn voice_stages(model: ModelReader, index: IndexReader, sample_rate: f64) -> Box<dyn Stage> {
-    let features = ContentFeatures::new(model, sample_rate, DEFAULT_CONTEXT_FRAMES);
-    Box::new(RetrievalStage::new(Box::new(features), Box::new(DiscardFeatures), index))
+/// chosen model (with `context_frames` of left context), blended with the chosen index and
+/// handed to `sink`. The synthesizer that turns them into a voice does not exist yet, so the
+/// audio passes through unchanged (with the engine's latency). Without a model or an index
+/// those steps are skipped.
+pub fn voice_stages(
+    model: ModelReader,
+    index: IndexReader,
+    sample_rate: f64,
+    context_frames: usize,
+    sink: Box<dyn FeatureSink>,
+) -> VoiceStages {
+    let features = ContentFeatures::new(model, sample_rate, context_frames);
+    let model_problem = features.problem();
+    VoiceStages { stage: RetrievalStage::new(Box::new(features), sink, index), model_problem }
 }

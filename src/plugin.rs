@@ -6,13 +6,22 @@
 mod params;
 
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use nice_plug::prelude::*;
 
 use crate::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls};
+use crate::features::DEFAULT_CONTEXT_FRAMES;
 use crate::pipeline::voice_stages;
+use crate::retrieval::{DiscardFeatures, FeatureRecorder, FeatureSink};
 pub use params::RvcStageParams;
+
+/// Set to a `.npy` path, the plugin records the blended content features of each activation's
+/// last stream and writes them there on deactivation (float32 `[frames, dim]`, as
+/// `rvc-stage features` writes them): what the worker computed, for bug reports and for
+/// comparing with the CLI. Read on activation.
+pub const FEATURE_DUMP_VAR: &str = "RVC_STAGE_FEATURE_DUMP";
 
 #[derive(Default)]
 pub struct RvcStage {
@@ -25,9 +34,33 @@ pub struct RvcStage {
     active_block_ms: i32,
     /// Set once a re-activation was asked for, so the host is asked only once.
     restart_requested: bool,
+    /// Where the running engine's features go on deactivation ([`FEATURE_DUMP_VAR`]).
+    feature_dump: Option<(PathBuf, FeatureRecorder)>,
 }
 
 impl RvcStage {
+    /// The sink for the blended features: nothing until the synthesizer exists, or the
+    /// recorder [`FEATURE_DUMP_VAR`] asks for.
+    fn feature_sink(&mut self) -> Box<dyn FeatureSink> {
+        self.feature_dump = std::env::var_os(FEATURE_DUMP_VAR)
+            .filter(|path| !path.is_empty())
+            .map(|path| (PathBuf::from(path), FeatureRecorder::default()));
+        match &self.feature_dump {
+            Some((_, recorder)) => Box::new(recorder.clone()),
+            None => Box::new(DiscardFeatures),
+        }
+    }
+
+    /// Joins the worker, then writes the feature dump if one was asked for.
+    fn stop_engine(&mut self) {
+        self.engine = None;
+        if let Some((path, recorder)) = self.feature_dump.take() {
+            if let Err(error) = crate::npy::write_matrix(&path, &recorder.take()) {
+                nice_error!("RVC Stage cannot write its feature dump: {error}");
+            }
+        }
+    }
+
     fn controls(&self) -> Controls {
         Controls {
             mix: self.params.dry_wet.value(),
@@ -75,7 +108,7 @@ impl Plugin for RvcStage {
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
         // Join the previous worker before starting the next one.
-        self.engine = None;
+        self.stop_engine();
         let block_ms = self.params.block_ms.value();
         let config = EngineConfig {
             sample_rate: f64::from(buffer_config.sample_rate),
@@ -87,8 +120,10 @@ impl Plugin for RvcStage {
                 ProcessMode::Realtime | ProcessMode::Buffered => RenderMode::Realtime,
             },
         };
-        let stages = voice_stages(self.params.hubert.0.reader(), self.params.index.0.reader(), config.sample_rate);
-        match Engine::start(config, stages) {
+        let sink = self.feature_sink();
+        let (model, index) = (self.params.hubert.0.reader(), self.params.index.0.reader());
+        let stages = voice_stages(model, index, config.sample_rate, DEFAULT_CONTEXT_FRAMES, sink);
+        match Engine::start(config, Box::new(stages.stage)) {
             Ok(engine) => {
                 context.set_latency_samples(engine.latency_samples() as u32);
                 self.engine = Some(engine);
@@ -131,7 +166,7 @@ impl Plugin for RvcStage {
     }
 
     fn deactivate(&mut self) {
-        self.engine = None;
+        self.stop_engine();
     }
 }
 

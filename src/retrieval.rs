@@ -41,6 +41,6 @@ pub use faiss_index::{FeatureIndex, RetrievalError, SearchScratch, SearchSetting
 pub use index_file::{inspect, IndexFileError, IndexLayout, IndexSummary, Metric};
 pub use search::Retriever;
 pub use stage::{
-    DiscardFeatures, FeatureSink, FeatureSource, RetrievalProblem, RetrievalStage, SharedStageTimes, StageTimes,
-    FRAME_RATE,
+    DiscardFeatures, FeatureRecorder, FeatureSink, FeatureSource, RetrievalProblem, RetrievalStage, SharedStageTimes,
+    StageTimes, FRAME_RATE,
 };

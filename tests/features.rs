@@ -1,6 +1,7 @@
 //! The content-feature path (`rvc-stage features` runs the worker's stage chain offline): one
 //! frame per 320 samples at 16 kHz whatever the host rate and block size, deterministic, blended
-//! exactly like `rvc-stage retrieve`, and a features/index mismatch is an error in words.
+//! exactly like `rvc-stage retrieve`, shaped for the synthesizer (100 fps) as RVC does, and a
+//! features/index mismatch is an error in words.
 
 mod common;
 
@@ -90,6 +91,18 @@ fn features_are_deterministic_and_blend_like_retrieve() {
     ]);
     assert!(ok, "{text}");
     assert_eq!(read_matrix(&retrieved).unwrap(), blended);
+
+    // At the synthesizer's rate: RVC's shaping (in numpy) of the same blended frames.
+    let synth = run("synth.npy", &[&"--index", &index, &"--ratio", &"1", &"--fps", &"100"]);
+    let reference = dir.join("reference-synth.npy");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rvc_synth_rate.py");
+    let status = std::process::Command::new(common::reference_python())
+        .args([script.as_os_str(), dir.join("ratio1.npy").as_os_str(), "32000".as_ref(), reference.as_os_str()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!((synth.rows, blended.rows), (200, 99), "2 s: 200 frames at 100 fps, 99 at 50 fps");
+    assert_eq!(synth, read_matrix(&reference).unwrap());
 
     let plot = dir.join("plot.png");
     run("plotted.npy", &[&"--index", &index, &"--ratio", &"0.75", &"--plot", &plot]);

@@ -6,7 +6,7 @@
 //! once the worker has let go of it — never on the audio thread, which touches none of this.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 /// last reference to whoever holds it (the worker frees it then, still off the audio thread).
 const RELEASE_WAIT: Duration = Duration::from_secs(5);
 const RELEASE_POLL: Duration = Duration::from_millis(2);
+
+/// How long an offline render waits for a file still being loaded before going on without it;
+/// below the engine's offline wait for the worker, so the audio thread keeps waiting meanwhile.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 
 /// What the slot is doing, for display and logs.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +52,8 @@ struct Shared<T> {
     requests: AtomicU64,
     /// Bumped whenever `current` changes.
     generation: AtomicU64,
+    /// Loads started and not yet published or failed.
+    in_flight: AtomicUsize,
 }
 
 /// Reads a file into the resource, or says why it cannot. Runs on the loader thread.
@@ -72,6 +78,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             published: Mutex::default(),
             requests: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         });
         Slot { shared, load, loaders: Mutex::default() }
     }
@@ -91,12 +98,15 @@ impl<T: Send + Sync + 'static> Slot<T> {
         };
         lock(&self.shared.published).status = Some(SlotStatus::Loading { path: path.clone() });
         let (shared, load) = (self.shared.clone(), self.load.clone());
-        let spawned = std::thread::Builder::new()
-            .name("rvc-stage-loader".into())
-            .spawn(move || load_and_publish(&shared, request, path, &*load));
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let spawned = std::thread::Builder::new().name("rvc-stage-loader".into()).spawn(move || {
+            load_and_publish(&shared, request, path, &*load);
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
         match spawned {
             Ok(handle) => loaders.push(handle),
             Err(error) => {
+                self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
                 fail(&self.shared, request, Path::new(""), format!("could not start the loader thread: {error}"))
             }
         }
@@ -191,18 +201,29 @@ pub struct SlotReader<T> {
 }
 
 impl<T> SlotReader<T> {
-    /// Takes up a newly published resource, if any. Worker thread, between blocks; never waits
-    /// (a slot being updated right now is picked up next time).
+    /// Takes up a newly published resource, if any. Worker thread, between blocks. The lock it
+    /// may take is only ever held to swap a pointer or copy a status, never while loading.
     pub fn refresh(&mut self) -> bool {
         let generation = self.shared.generation.load(Ordering::Acquire);
         if generation == self.seen {
             return false;
         }
-        let Ok(published) = self.shared.published.try_lock() else { return false };
+        let published = lock(&self.shared.published);
         self.current = published.current.as_ref().map(|(_, resource)| resource.clone());
-        drop(published);
-        self.seen = generation;
+        // Read under the lock: it matches `current` exactly.
+        self.seen = self.shared.generation.load(Ordering::Acquire);
         true
+    }
+
+    /// Waits until no load is in flight, so the next [`refresh`](Self::refresh) sees the outcome
+    /// of every request made so far. Offline renders call this before each block: a bounce
+    /// right after a project opens must not depend on how fast its files load. Gives up after
+    /// [`SETTLE_LIMIT`] (a hung network drive must not hang the host forever).
+    pub fn settle(&self) {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while self.shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(RELEASE_POLL);
+        }
     }
 
     pub fn get(&self) -> Option<&T> {

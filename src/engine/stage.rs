@@ -37,6 +37,10 @@ pub trait Stage: Send {
     /// New control values, effective from the next block on.
     fn set_controls(&mut self, _controls: StageControls) {}
 
+    /// Offline renders only, before each block: waits for resources still being loaded, so
+    /// what a bounce renders does not depend on how fast files load.
+    fn settle(&mut self) {}
+
     /// Called when the worker has nothing to do, between blocks: a chance to take up new
     /// resources (e.g. a newly loaded index) while no audio flows.
     fn idle(&mut self) {}

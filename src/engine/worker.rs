@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rtrb::{Consumer, Producer};
 
-use super::{ControlEvent, Handshake, Stage};
+use super::{ControlEvent, Handshake, RenderMode, Stage};
 
 /// How long the worker sleeps when there is nothing to do.
 const IDLE_POLL: Duration = Duration::from_millis(1);
@@ -49,10 +49,18 @@ pub struct BlockWorker {
     processed: Vec<f32>,
     /// The last restart request this worker has carried out.
     acknowledged: u32,
+    /// Offline: the stage settles its resources before every block.
+    settle: bool,
 }
 
 impl BlockWorker {
-    pub fn new(block_len: usize, stage: Box<dyn Stage>, rings: WorkerRings, handshake: Arc<Handshake>) -> Self {
+    pub fn new(
+        block_len: usize,
+        stage: Box<dyn Stage>,
+        rings: WorkerRings,
+        handshake: Arc<Handshake>,
+        mode: RenderMode,
+    ) -> Self {
         let acknowledged = handshake.acknowledged.load(Ordering::Acquire);
         Self {
             stage,
@@ -65,6 +73,7 @@ impl BlockWorker {
             filled: 0,
             processed: vec![0.0; block_len],
             acknowledged,
+            settle: mode == RenderMode::Offline,
         }
     }
 
@@ -79,6 +88,9 @@ impl BlockWorker {
         let took_input = self.fill_block();
         if self.filled == self.block.len() && self.output.slots() >= self.block.len() {
             self.apply_controls();
+            if self.settle {
+                self.stage.settle();
+            }
             self.stage.process(&self.block, &mut self.processed);
             self.block_start += self.block.len() as u64;
             self.output
@@ -215,7 +227,12 @@ mod tests {
         let (_, controls) = rtrb::RingBuffer::new(1);
         let handshake = Arc::new(Handshake::default());
         let rings = WorkerRings { input, output, controls };
-        (BlockWorker::new(block, stage, rings, handshake.clone()), to_worker, from_worker, handshake)
+        (
+            BlockWorker::new(block, stage, rings, handshake.clone(), RenderMode::Realtime),
+            to_worker,
+            from_worker,
+            handshake,
+        )
     }
 
     #[test]

@@ -154,6 +154,10 @@ impl FeatureSource for ContentFeatures {
         self.take_up_model();
     }
 
+    fn settle(&mut self) {
+        self.model.settle();
+    }
+
     fn reset(&mut self) {
         if let Some(resampler) = &mut self.resampler {
             resampler.reset();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::search::Retriever;
 use super::IndexReader;
 use crate::engine::{Stage, StageControls};
+use crate::npy::Matrix;
 
 /// Content-feature frames per second (HuBERT / ContentVec: hop 320 at 16 kHz).
 pub const FRAME_RATE: f64 = 50.0;
@@ -30,6 +31,8 @@ pub trait FeatureSource: Send {
     fn frames_for(&mut self, block: &[f32], frames: &mut Vec<f32>);
     /// The worker has nothing to do (a chance to take up a new model).
     fn idle(&mut self) {}
+    /// Offline, before each block: wait for a model still being loaded (see [`Stage::settle`]).
+    fn settle(&mut self) {}
     /// The stream restarts.
     fn reset(&mut self) {}
 }
@@ -201,6 +204,11 @@ impl Stage for RetrievalStage {
         self.source.idle();
         self.take_up_new_index();
     }
+
+    fn settle(&mut self) {
+        self.source.settle();
+        self.index.settle();
+    }
 }
 
 /// The plugin's sink until the synthesizer exists: blended features go nowhere.
@@ -209,4 +217,38 @@ pub struct DiscardFeatures;
 
 impl FeatureSink for DiscardFeatures {
     fn accept(&mut self, _frames: &[f32], _ratios: &[f32]) {}
+}
+
+/// Keeps every blended frame of the stream since the last reset: the output of
+/// `rvc-stage features`, and the plugin's feature dump. Grows without bound (150 KB per second
+/// of 768-value frames), so it is for tools and diagnostics, not a live session.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureRecorder(Arc<Mutex<Matrix>>);
+
+impl FeatureRecorder {
+    /// The frames recorded so far (`cols` is 0 before the first frame), leaving it empty.
+    pub fn take(&self) -> Matrix {
+        let mut recorded = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *recorded)
+    }
+}
+
+impl FeatureSink for FeatureRecorder {
+    fn accept(&mut self, frames: &[f32], ratios: &[f32]) {
+        if ratios.is_empty() {
+            return;
+        }
+        let mut recorded = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let dim = frames.len() / ratios.len();
+        if recorded.cols != dim {
+            // A model of another width was taken up: the recording starts over with it.
+            *recorded = Matrix { rows: 0, cols: dim, data: Vec::new() };
+        }
+        recorded.rows += ratios.len();
+        recorded.data.extend_from_slice(frames);
+    }
+
+    fn reset(&mut self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Matrix::default();
+    }
 }

@@ -2,17 +2,18 @@
 //! file. Main thread (the engine's worker does the work).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{ensure, Result};
 use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
 use rvc_stage::features::{
-    frames_for, model_slot, runtime_path, ContentFeatures, ModelOptions, ModelSlot, DEFAULT_CONTEXT_FRAMES, HOP,
+    frames_for, model_slot, runtime_path, to_synth_rate, ModelOptions, ModelSlot, DEFAULT_CONTEXT_FRAMES, HOP,
     SAMPLE_RATE,
 };
 use rvc_stage::npy::{write_matrix, Matrix};
-use rvc_stage::retrieval::{FeatureIndex, FeatureSink, IndexSlot, RetrievalStage, SearchSettings, StageTimes};
+use rvc_stage::pipeline::{voice_stages, VoiceStages};
+use rvc_stage::retrieval::{FeatureIndex, FeatureRecorder, IndexSlot, SearchSettings, StageTimes};
 
 use crate::{loaded_index, read_wav, run_offline};
 
@@ -23,6 +24,10 @@ pub struct FeaturesArgs {
     /// Output `.npy`, float32 `[frames, dim]`.
     #[arg(short, long)]
     output: PathBuf,
+    /// Frames per second written: 50 (the content model's) or 100 (the synthesizer's: RVC's
+    /// last-frame padding and ×2 repetition).
+    #[arg(long, default_value_t = 50)]
+    fps: u32,
     /// The content model: HuBERT / ContentVec ONNX (input `[1, 1, N]` or `[1, N]` at 16 kHz,
     /// output `[1, T, 256 or 768]`).
     #[arg(long)]
@@ -55,20 +60,11 @@ pub struct FeaturesArgs {
     plot: Option<PathBuf>,
 }
 
-/// Collects the blended frames.
-#[derive(Clone, Default)]
-struct Collect(Arc<Mutex<Vec<f32>>>);
-
-impl FeatureSink for Collect {
-    fn accept(&mut self, frames: &[f32], _ratios: &[f32]) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(frames);
-    }
-}
-
 pub fn features(args: &FeaturesArgs) -> Result<()> {
     ensure!(BLOCK_MS_RANGE.contains(&args.block_ms), "--block-ms must be within 50-500, got {}", args.block_ms);
     ensure!((0.0..=1.0).contains(&args.ratio), "--ratio must be within 0-1, got {}", args.ratio);
     ensure!(args.context_ms >= 0.0, "--context-ms cannot be negative");
+    ensure!(matches!(args.fps, 50 | 100), "--fps must be 50 or 100, got {}", args.fps);
     ensure!(args.plot.is_none() || args.index.is_some(), "--plot shows distances to the index: give --index too");
     let (spec, channels) = read_wav(&args.input)?;
     let mono: Vec<f32> =
@@ -86,13 +82,20 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     }
     let index = loaded_index(args.index.as_deref())?;
     let (blended, times) = run_chain(args, &mono, rate, &models, &index)?;
-    write_matrix(&args.output, &blended)?;
+    let at_synth_rate = (args.fps == 100).then(|| {
+        let mut data = Vec::new();
+        to_synth_rate(&blended.data, blended.cols, model_rate_samples(mono.len(), rate), &mut data);
+        Matrix { rows: data.len() / blended.cols.max(1), cols: blended.cols, data }
+    });
+    let written = at_synth_rate.as_ref().unwrap_or(&blended);
+    write_matrix(&args.output, written)?;
     let runtime = runtime_path().map_or_else(String::new, |path| format!(", ONNX Runtime {}", path.display()));
     println!(
-        "{} frames of {} values ({:.2} s) → {}{runtime}",
-        blended.rows,
-        blended.cols,
-        blended.rows as f64 / 50.0,
+        "{} frames of {} values ({:.2} s at {} fps) → {}{runtime}",
+        written.rows,
+        written.cols,
+        written.rows as f64 / f64::from(args.fps),
+        args.fps,
         args.output.display()
     );
     let per_block = |time: std::time::Duration| time.as_secs_f64() * 1000.0 / times.blocks.max(1) as f64;
@@ -123,10 +126,9 @@ fn run_chain(
     index: &IndexSlot,
 ) -> Result<(Matrix, StageTimes)> {
     let context_frames = (args.context_ms / 1000.0 * f64::from(SAMPLE_RATE) / HOP as f64).round() as usize;
-    let collect = Collect::default();
-    let source = ContentFeatures::new(models.reader(), rate, context_frames);
-    let model_problem = source.problem();
-    let stage = RetrievalStage::new(Box::new(source), Box::new(collect.clone()), index.reader());
+    let recorder = FeatureRecorder::default();
+    let VoiceStages { stage, model_problem } =
+        voice_stages(models.reader(), index.reader(), rate, context_frames, Box::new(recorder.clone()));
     let (problem, times) = (stage.problem(), stage.times());
     let config = EngineConfig {
         sample_rate: rate,
@@ -144,15 +146,18 @@ fn run_chain(
             anyhow::bail!("{problem}");
         }
     }
-    let mut model = models.reader();
-    model.refresh();
-    let dim = model.get().map_or(0, |model| model.lock().unwrap_or_else(|e| e.into_inner()).dim());
-    let frames = frames_for((mono.len() as f64 * f64::from(SAMPLE_RATE) / rate).floor() as usize);
-    let mut data = std::mem::take(&mut *collect.0.lock().unwrap_or_else(|e| e.into_inner()));
-    ensure!(data.len() >= frames * dim, "only {} of {frames} frames were computed", data.len() / dim.max(1));
-    data.truncate(frames * dim);
+    let frames = frames_for(model_rate_samples(mono.len(), rate));
+    let mut recorded = recorder.take();
+    ensure!(recorded.rows >= frames, "only {} of {frames} frames were computed", recorded.rows);
+    recorded.data.truncate(frames * recorded.cols);
+    recorded.rows = frames;
     let times = *times.lock().unwrap_or_else(|e| e.into_inner());
-    Ok((Matrix { rows: frames, cols: dim, data }, times))
+    Ok((recorded, times))
+}
+
+/// How many 16 kHz samples `len` samples at `rate` become.
+fn model_rate_samples(len: usize, rate: f64) -> usize {
+    (len as f64 * f64::from(SAMPLE_RATE) / rate).floor() as usize
 }
 
 /// Euclidean distance from each frame to its nearest index vector.

@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
-use rvc_stage::features::{model_slot, ModelOptions};
+use rvc_stage::features::{model_slot, ModelOptions, DEFAULT_CONTEXT_FRAMES};
 use rvc_stage::pipeline::voice_stages;
-use rvc_stage::retrieval::IndexSlot;
+use rvc_stage::retrieval::{DiscardFeatures, IndexSlot};
 
 mod features;
 mod index;
@@ -169,7 +169,14 @@ fn render(args: &RenderArgs) -> Result<()> {
     // No content model in a render yet: its features would go to a synthesizer that does not
     // exist, and the audio passes through either way.
     let models = model_slot(Arc::default(), ModelOptions::default());
-    let mut engine = Engine::start(config, voice_stages(models.reader(), slot.reader(), config.sample_rate))?;
+    let stages = voice_stages(
+        models.reader(),
+        slot.reader(),
+        config.sample_rate,
+        DEFAULT_CONTEXT_FRAMES,
+        Box::new(DiscardFeatures),
+    );
+    let mut engine = Engine::start(config, Box::new(stages.stage))?;
     let latency = engine.latency_samples();
     let controls = Controls {
         mix: args.mix,

@@ -1,0 +1,109 @@
+//! The built `.clap` with the tiny content model and a real index, in the CLAP host harness:
+//! the features its worker computes (recorded through `RVC_STAGE_FEATURE_DUMP`) are the ones
+//! `rvc-stage features` writes for the same audio, and offline renders repeat exactly. Its
+//! own test binary: the dump is switched on through the process environment, which the other
+//! plugin tests must not see.
+
+#[path = "../xtask/src/clap_host.rs"]
+#[allow(dead_code)] // each test binary uses part of the host
+mod clap_host;
+mod common;
+
+use std::path::Path;
+
+use clap_host::{check_clean, load, Plugin, Settings};
+use common::{noise, random_sizes, rvc_stage_cli, scratch};
+use rvc_stage::npy::{read_matrix, Matrix};
+use rvc_stage::plugin::FEATURE_DUMP_VAR;
+
+const RATE: u32 = 44_100;
+
+fn write_wav(path: &Path, samples: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for &sample in samples {
+        writer.write_sample(sample).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+/// Renders `voice` (on both channels, then a second of silence so every frame of it is
+/// computed) offline in a fresh plugin restored with `model` and `index`; returns the output
+/// and the recorded features.
+fn render_with_dump(plugin: &mut Plugin, voice: &[f32], dump: &Path, seed: u64) -> (Vec<Vec<f32>>, u32, Matrix) {
+    let settings = Settings::new(f64::from(RATE), 512, true);
+    let mut input = voice.to_vec();
+    input.resize(voice.len() + RATE as usize + 30_000, 0.0);
+    let params = [("Index Ratio", "0.6"), ("Block Size", "100")];
+    let render = plugin.render(settings, &[input.clone(), input], &params, random_sizes(seed, 512)).unwrap();
+    (render.output, render.latency, read_matrix(dump).unwrap())
+}
+
+#[test]
+fn the_plugin_worker_computes_what_the_cli_writes_and_renders_repeat_exactly() {
+    let dir = scratch("plugin-features");
+    let dump = dir.join("dump.npy");
+    // The only test in this binary, and set before the plugin is activated.
+    std::env::set_var(FEATURE_DUMP_VAR, &dump);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("tests/fixtures/models/hubert-tiny-768.onnx");
+    let index = common::generated("reference_search.py").join("fast_scan_768.index");
+    let voice = noise(11, 3 * RATE as usize + 1234, 0.5);
+    let wav = dir.join("voice.wav");
+    write_wav(&wav, &voice);
+
+    let entry = load(&common::bundled("rvc-stage.clap")).unwrap();
+    let mut plugin = Plugin::new(&entry).unwrap();
+    plugin.set_persisted_path("index-path", &index).unwrap();
+    plugin.set_persisted_path("hubert-path", &model).unwrap();
+    // Rendered right after the state is restored, while the model and index may still be
+    // loading: an offline render waits for them.
+    let (output, latency, plugin_features) = render_with_dump(&mut plugin, &voice, &dump, 1);
+    check_clean(&output).unwrap();
+    let delayed = &output[0][latency as usize..][..voice.len()];
+    assert!(delayed == voice.as_slice(), "until the synthesizer exists the audio passes through");
+
+    let cli_features = dir.join("cli.npy");
+    let (ok, text) = rvc_stage_cli(&[
+        &"features",
+        &wav,
+        &"-o",
+        &cli_features,
+        &"--hubert",
+        &model,
+        &"--index",
+        &index,
+        &"--ratio",
+        &"0.6",
+        &"--block-ms",
+        &"100",
+    ]);
+    assert!(ok, "{text}");
+    let cli = read_matrix(&cli_features).unwrap();
+    assert_eq!((cli.rows, cli.cols), (3 * 50 + 1, 768), "every complete frame of the input");
+    assert_eq!(plugin_features.cols, cli.cols);
+    assert!(plugin_features.rows > cli.rows, "the plugin saw the silence after the voice too");
+    let plugin_head = &plugin_features.data[..cli.data.len()];
+    let differing = plugin_head.iter().zip(&cli.data).filter(|(a, b)| a != b).count();
+    assert_eq!(
+        differing,
+        0,
+        "of {} values, {differing} differ between the plugin's worker and the CLI",
+        cli.data.len()
+    );
+    // The blend did something: the plain features differ.
+    let (ok, text) = rvc_stage_cli(&[&"features", &wav, &"-o", &dir.join("plain.npy"), &"--hubert", &model]);
+    assert!(ok, "{text}");
+    assert_ne!(read_matrix(&dir.join("plain.npy")).unwrap().data, cli.data);
+
+    // Other call sizes, same output and the same features.
+    let (again, _, again_features) = render_with_dump(&mut plugin, &voice, &dump, 2);
+    assert!(again == output, "offline renders must repeat exactly");
+    assert!(again_features == plugin_features, "and so must the features the worker computes");
+    std::fs::remove_dir_all(dir).unwrap();
+}
