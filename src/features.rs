@@ -14,9 +14,7 @@ mod source;
 mod split;
 mod synth_rate;
 
-pub use model::{
-    frames_for, ContentModel, ModelError, ModelOptions, FRONT_END_OUTPUT, HOP, RECEPTIVE_FIELD, SAMPLE_RATE,
-};
+pub use model::{frames_for, ContentModel, ModelError, ModelOptions, HOP, RECEPTIVE_FIELD, SAMPLE_RATE};
 pub use runtime::{runtime_candidates, runtime_path, RuntimeError, LIBRARY_NAME};
 pub use source::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
 pub use synth_rate::{to_synth_rate, SYNTH_HOP};

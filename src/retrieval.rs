@@ -40,6 +40,7 @@ pub use blend::{blend_frame, Neighbours};
 pub use faiss_index::{FeatureIndex, RetrievalError, SearchScratch, SearchSettings, DEFAULT_K_FACTOR};
 pub use index_file::{inspect, IndexFileError, IndexLayout, IndexSummary, Metric};
 pub use search::Retriever;
+pub(crate) use stage::report_problem;
 pub use stage::{
     DiscardFeatures, FeatureRecorder, FeatureSink, FeatureSource, RetrievalProblem, RetrievalStage, SharedStageTimes,
     StageTimes, FRAME_RATE,

@@ -77,6 +77,27 @@ fn rank_two_inputs_are_accepted() {
     let mut model = load(&path).unwrap();
     let mut features = Vec::new();
     assert_eq!(model.run(&common::noise(3, 4000, 0.5), &mut features).unwrap(), frames_for(4000));
+    assert!(model.is_split(), "the front end's end is found behind the input's Unsqueeze too");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A model whose output needs more than the front end's output (here the raw input) cannot be
+/// cut: it runs whole, and still right.
+#[test]
+fn models_that_cannot_be_cut_run_whole() {
+    let dir = common::scratch("content-uncut");
+    let path = dir.join("shortcut.onnx");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
+    python(&[&script, &path, &"--input-shortcut"]);
+    let mut model = load(&path).unwrap();
+    assert!(!model.is_split());
+    let audio = common::noise(5, 5000, 0.5);
+    let mut features = Vec::new();
+    assert_eq!(model.run(&audio, &mut features).unwrap(), frames_for(5000));
+    let expected = reference(&path, &audio, &dir);
+    for (a, b) in features.iter().zip(&expected.data) {
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -101,6 +122,29 @@ fn wrong_model_files_are_explained() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A stand-in for an older ONNX Runtime (1.16): the entry point ort calls first, reporting
+/// that version, and no API of the version we need. Built with the system C compiler.
+fn old_runtime(dir: &Path) -> PathBuf {
+    let source = dir.join("old_runtime.c");
+    std::fs::write(
+        &source,
+        r#"typedef struct {
+    const void *(*GetApi)(unsigned version);
+    const char *(*GetVersionString)(void);
+} OrtApiBase;
+static const void *get_api(unsigned version) { (void)version; return 0; }
+static const char *version_string(void) { return "1.16.3"; }
+static const OrtApiBase base = { get_api, version_string };
+const OrtApiBase *OrtGetApiBase(void) { return &base; }
+"#,
+    )
+    .unwrap();
+    let library = dir.join("libonnxruntime.so.1.16.3");
+    let status = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&library).arg(&source).status().unwrap();
+    assert!(status.success(), "cc could not build the stand-in library");
+    library
+}
+
 /// The runtime is loaded once per process, so each broken-runtime case runs in a child.
 #[test]
 fn a_missing_or_wrong_runtime_library_is_an_error_not_a_panic() {
@@ -113,10 +157,12 @@ fn a_missing_or_wrong_runtime_library_is_an_error_not_a_panic() {
     let dir = common::scratch("content-runtime");
     let broken = dir.join("libonnxruntime.so.1.31.1");
     std::fs::write(&broken, &std::fs::read(runtime()).unwrap()[..4096]).unwrap();
+    let old = old_runtime(&dir);
     let cases = [
         (PathBuf::from("/nonexistent/libonnxruntime.so.1.31.1"), "was not found; looked for /nonexistent"),
         (PathBuf::from("/lib/x86_64-linux-gnu/libm.so.6"), "does not export `OrtGetApiBase`"),
         (broken, "cannot be used: it is truncated"),
+        (old, "expected version >= '1.31.x', but got '1.16.3'"),
     ];
     for (library, expected) in cases {
         let output = Command::new(std::env::current_exe().unwrap())
@@ -138,13 +184,14 @@ fn a_missing_or_wrong_runtime_library_is_an_error_not_a_panic() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// The tiny models are cut after their conv front end, and the halves compute what the whole
+/// The tiny models (unnamed tensors, as community exports) are cut after their conv front end,
+/// found by its strides, and the halves compute what the whole
 /// model does: on every frame, whatever the input length.
 #[test]
 fn models_split_after_the_front_end_compute_the_same_features() {
     for dim in [256, 768] {
         let mut split = load(&model_path(dim)).unwrap();
-        assert!(split.is_split(), "the fixture names its front-end output");
+        assert!(split.is_split(), "the cut is found by the front end's strides");
         let whole_options = ModelOptions { split_front_end: false, ..ModelOptions::default() };
         let mut whole = ContentModel::load(&model_path(dim), Some(&runtime()), whole_options).unwrap();
         assert!(!whole.is_split());

@@ -1,8 +1,8 @@
 //! The built `.clap` with the tiny content model and a real index, in the CLAP host harness:
 //! the features its worker computes (recorded through `RVC_STAGE_FEATURE_DUMP`) are the ones
-//! `rvc-stage features` writes for the same audio, and offline renders repeat exactly. Its
-//! own test binary: the dump is switched on through the process environment, which the other
-//! plugin tests must not see.
+//! `rvc-stage features` writes for the same audio, offline renders repeat exactly, and a file
+//! it cannot use is explained in its log (`NICE_LOG`). Its own test binary: both are switched
+//! on through the process environment, which the other plugin tests must not see.
 
 #[path = "../xtask/src/clap_host.rs"]
 #[allow(dead_code)] // each test binary uses part of the host
@@ -45,11 +45,13 @@ fn render_with_dump(plugin: &mut Plugin, voice: &[f32], dump: &Path, seed: u64) 
 }
 
 #[test]
-fn the_plugin_worker_computes_what_the_cli_writes_and_renders_repeat_exactly() {
+fn the_plugin_worker_computes_what_the_cli_writes_renders_repeat_and_bad_files_are_logged() {
     let dir = scratch("plugin-features");
     let dump = dir.join("dump.npy");
-    // The only test in this binary, and set before the plugin is activated.
+    let log = dir.join("plugin.log");
+    // The only test in this binary, and set before the plugin is loaded.
     std::env::set_var(FEATURE_DUMP_VAR, &dump);
+    std::env::set_var("NICE_LOG", &log);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model = root.join("tests/fixtures/models/hubert-tiny-768.onnx");
     let index = common::generated("reference_search.py").join("fast_scan_768.index");
@@ -105,5 +107,16 @@ fn the_plugin_worker_computes_what_the_cli_writes_and_renders_repeat_exactly() {
     let (again, _, again_features) = render_with_dump(&mut plugin, &voice, &dump, 2);
     assert!(again == output, "offline renders must repeat exactly");
     assert!(again_features == plugin_features, "and so must the features the worker computes");
+
+    // A model that cannot be used: the audio still passes, and the log says why.
+    let broken = dir.join("broken.onnx");
+    std::fs::write(&broken, b"not a model").unwrap();
+    let mut plugin = Plugin::new(&entry).unwrap();
+    plugin.set_persisted_path("hubert-path", &broken).unwrap();
+    let (output, latency, _) = render_with_dump(&mut plugin, &voice, &dump, 3);
+    assert!(&output[0][latency as usize..][..voice.len()] == voice.as_slice());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let line = logged.lines().find(|line| line.contains("broken.onnx")).unwrap_or_else(|| panic!("log:\n{logged}"));
+    assert!(line.contains("is not a model ONNX Runtime can load"), "{line}");
     std::fs::remove_dir_all(dir).unwrap();
 }

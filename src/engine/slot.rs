@@ -147,7 +147,10 @@ impl<T> Drop for Slot<T> {
 fn load_and_publish<T>(shared: &Shared<T>, request: u64, path: PathBuf, load: &dyn Fn(&Path) -> Result<T, String>) {
     // A superseded result is dropped here, on the loader thread.
     match load(&path) {
-        Ok(resource) => release(publish(shared, request, Some((path, Arc::new(resource))))),
+        Ok(resource) => {
+            tracing::info!("RVC Stage loaded {}", path.display());
+            release(publish(shared, request, Some((path, Arc::new(resource)))))
+        }
         Err(reason) => fail(shared, request, &path, reason),
     }
 }
@@ -169,6 +172,12 @@ fn publish<T>(shared: &Shared<T>, request: u64, resource: Option<(PathBuf, Arc<T
 }
 
 fn fail<T>(shared: &Shared<T>, request: u64, path: &Path, reason: String) {
+    // Where a host shows plugin output (its log, a terminal), the user reads why.
+    if reason.contains(&*path.to_string_lossy()) {
+        tracing::error!("RVC Stage: {reason}");
+    } else {
+        tracing::error!("RVC Stage cannot use {}: {reason}", path.display());
+    }
     let mut published = lock(&shared.published);
     if shared.requests.load(Ordering::Acquire) != request {
         return;

@@ -31,10 +31,6 @@ pub fn frames_for(samples: usize) -> usize {
     }
 }
 
-/// The tensor between the conv front end and the transformer, where a model is cut in two.
-/// Our fixtures name it; models without it run whole.
-pub const FRONT_END_OUTPUT: &str = "conv_features";
-
 /// How sessions run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelOptions {
@@ -58,6 +54,8 @@ impl Default for ModelOptions {
 struct Halves {
     front: Session,
     back: Session,
+    /// The tensor between them.
+    cut: String,
     /// Values per frame between the halves (the front end's channels).
     channels: usize,
     /// Scratch for the transformer's `[1, C, T]` input.
@@ -110,7 +108,7 @@ impl ContentModel {
     /// Cuts the model after its front end, keeping the halves only if they compute what the
     /// whole model does.
     fn try_split(&mut self, environment: &ort::environment::Environment, bytes: &[u8], options: ModelOptions) {
-        let Some(halves) = super::split::split(bytes, FRONT_END_OUTPUT) else { return };
+        let Some(halves) = super::split::split_after_front_end(bytes, HOP as u64) else { return };
         let (Ok(front), Ok(back)) =
             (session(environment, &halves.front, options), session(environment, &halves.back, options))
         else {
@@ -122,7 +120,7 @@ impl ContentModel {
         if self.run(&probe, &mut whole).is_err() {
             return;
         }
-        self.halves = Some(Halves { front, back, channels: 0, channel_major: Vec::new() });
+        self.halves = Some(Halves { front, back, cut: halves.cut, channels: 0, channel_major: Vec::new() });
         let (mut conv, mut split) = (Vec::new(), Vec::new());
         let channels = self.front_end(&probe, &mut conv).map(|(_, channels)| channels).unwrap_or(0);
         if let Some(halves) = self.halves.as_mut() {
@@ -153,7 +151,7 @@ impl ContentModel {
         let shape = if self.input_rank == 3 { vec![1, 1, samples.len()] } else { vec![1, samples.len()] };
         let input = TensorRef::from_array_view((shape, samples)).map_err(run_error)?;
         let outputs = halves.front.run(ort::inputs![self.input.as_str() => input]).map_err(run_error)?;
-        let (shape, values) = outputs[FRONT_END_OUTPUT].try_extract_tensor::<f32>().map_err(run_error)?;
+        let (shape, values) = outputs[halves.cut.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
         let [1, channels, frames] = **shape else {
             return Err(ModelError::Run(format!("front end output shape {:?}", &**shape)));
         };
@@ -181,7 +179,7 @@ impl ContentModel {
         }
         let input =
             TensorRef::from_array_view(([1, channels, frames], halves.channel_major.as_slice())).map_err(run_error)?;
-        let outputs = halves.back.run(ort::inputs![FRONT_END_OUTPUT => input]).map_err(run_error)?;
+        let outputs = halves.back.run(ort::inputs![halves.cut.as_str() => input]).map_err(run_error)?;
         let (shape, values) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
         match **shape {
             [1, count, dim] if dim as usize == self.dim => {

@@ -8,7 +8,7 @@
 use super::model::{frames_for, HOP};
 use super::resample::ToModelRate;
 use super::ModelReader;
-use crate::retrieval::{FeatureSource, RetrievalProblem};
+use crate::retrieval::{report_problem, FeatureSource, RetrievalProblem};
 
 /// Left context given to the model for each block, by default (1 s at 16 kHz, 50 frames).
 pub const DEFAULT_CONTEXT_FRAMES: usize = 50;
@@ -145,9 +145,7 @@ impl FeatureSource for ContentFeatures {
             return;
         }
         let result = self.resample(block).and_then(|()| self.new_frames(frames));
-        if let Ok(mut problem) = self.problem.try_lock() {
-            *problem = result.err().map(|e| format!("content features failed: {e}"));
-        }
+        report_problem(&self.problem, result.err().map(|e| format!("content features failed: {e}")));
     }
 
     fn idle(&mut self) {

@@ -48,6 +48,18 @@ pub trait FeatureSink: Send {
 /// Why retrieval is not applied although an index is loaded, for display.
 pub type RetrievalProblem = Arc<Mutex<Option<String>>>;
 
+/// Records the stage's current problem (`None`: all is well) and logs a new one once. Worker
+/// thread; never waits for whoever is reading it.
+pub(crate) fn report_problem(problem: &RetrievalProblem, new: Option<String>) {
+    let Ok(mut current) = problem.try_lock() else { return };
+    if *current != new {
+        if let Some(text) = &new {
+            tracing::warn!("RVC Stage: {text}");
+        }
+        *current = new;
+    }
+}
+
 /// Where the worker's time goes, summed over blocks (for the CLI report and the demo).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
@@ -133,9 +145,7 @@ impl RetrievalStage {
     }
 
     fn report(&self, problem: Option<String>) {
-        if let Ok(mut slot) = self.problem.try_lock() {
-            *slot = problem;
-        }
+        report_problem(&self.problem, problem);
     }
 
     fn advance_ratios(&mut self, frames: usize) {

@@ -19,7 +19,7 @@ const CLIP_S: f64 = 12.0;
 fn main() {
     let model_path = base_model();
     let mut model = ContentModel::load(&model_path, None, ModelOptions::default()).expect("the base model loads");
-    assert!(model.is_split(), "the base fixture is cut after its front end");
+    assert!(model.is_split(), "the base fixture is cut after its front end (found by its strides)");
     let audio = voice_like((CLIP_S * RATE as f64) as usize);
     let mut reference = Vec::new();
     model.run(&audio, &mut reference).unwrap();
@@ -144,15 +144,26 @@ fn voice_like(len: usize) -> Vec<f32> {
 }
 
 fn base_model() -> PathBuf {
+    use std::hash::{Hash, Hasher};
     let base = std::env::var_os("RVC_STAGE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/rvc-stage"));
-    let path = base.join("bench/hubert-base-768.onnx");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
+    // Named after the script that writes it, so a changed fixture is generated anew.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(&script).unwrap().hash(&mut hasher);
+    let dir = base.join("bench");
+    let path = dir.join(format!("hubert-base-768-{:016x}.onnx", hasher.finish()));
     if !path.exists() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        // The older ones are 360 MB each.
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("hubert-base-768") {
+                std::fs::remove_file(entry.path()).unwrap();
+            }
+        }
         let python =
             std::env::var_os("RVC_STAGE_PYTHON").expect("run through `cargo xtask bench`, which sets up Python");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
         let status =
             Command::new(python).arg(script).arg(&path).args(["--size", "base", "--dim", "768"]).status().unwrap();
         assert!(status.success(), "generating the base-size model failed");
