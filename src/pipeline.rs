@@ -13,18 +13,17 @@ pub struct VoiceStages {
 }
 
 /// The voice-conversion stages for a host running at `sample_rate`: content features from the
-/// chosen model (with `context_frames` of left context), blended with the chosen index and
-/// handed to `sink`. The synthesizer that turns them into a voice does not exist yet, so the
+/// chosen model (its left context set by [`StageControls`](crate::engine::StageControls)),
+/// blended with the chosen index and handed to `sink`. The synthesizer that turns them into a voice does not exist yet, so the
 /// audio passes through unchanged (with the engine's latency). Without a model or an index
 /// those steps are skipped.
 pub fn voice_stages(
     model: ModelReader,
     index: IndexReader,
     sample_rate: f64,
-    context_frames: usize,
     sink: Box<dyn FeatureSink>,
 ) -> VoiceStages {
-    let features = ContentFeatures::new(model, sample_rate, context_frames);
+    let features = ContentFeatures::new(model, sample_rate);
     let model_problem = features.problem();
     VoiceStages { stage: RetrievalStage::new(Box::new(features), sink, index), model_problem }
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use nice_plug::prelude::*;
 
 use crate::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls};
-use crate::features::DEFAULT_CONTEXT_FRAMES;
 use crate::pipeline::voice_stages;
 use crate::retrieval::{DiscardFeatures, FeatureRecorder, FeatureSink};
 pub use params::RvcStageParams;
@@ -66,7 +65,10 @@ impl RvcStage {
             mix: self.params.dry_wet.value(),
             gain: util::db_to_gain(self.params.output_gain.value()),
             bypass: self.params.bypass.value(),
-            stage: StageControls { index_ratio: self.params.index_ratio.value() },
+            stage: StageControls {
+                index_ratio: self.params.index_ratio.value(),
+                context_frames: self.params.context_frames.value().max(0) as usize,
+            },
         }
     }
 }
@@ -122,7 +124,7 @@ impl Plugin for RvcStage {
         };
         let sink = self.feature_sink();
         let (model, index) = (self.params.hubert.0.reader(), self.params.index.0.reader());
-        let stages = voice_stages(model, index, config.sample_rate, DEFAULT_CONTEXT_FRAMES, sink);
+        let stages = voice_stages(model, index, config.sample_rate, sink);
         match Engine::start(config, Box::new(stages.stage)) {
             Ok(engine) => {
                 context.set_latency_samples(engine.latency_samples() as u32);

@@ -68,6 +68,21 @@ fn tiny_models_follow_the_contract_and_match_onnxruntime_in_python() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Exports name their input differently: the name is read from the model.
+#[test]
+fn the_input_name_is_read_from_the_model() {
+    let dir = common::scratch("content-input-name");
+    let path = dir.join("wav.onnx");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
+    python(&[&script, &path, &"--input-name", &"wav"]);
+    let mut model = load(&path).unwrap();
+    assert_eq!(model.input_name(), "wav");
+    let mut features = Vec::new();
+    assert_eq!(model.run(&common::noise(4, 4000, 0.5), &mut features).unwrap(), frames_for(4000));
+    assert!(model.is_split());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn rank_two_inputs_are_accepted() {
     let dir = common::scratch("content-rank2");
@@ -110,9 +125,12 @@ fn wrong_model_files_are_explained() {
     let odd_width = dir.join("odd-width.onnx");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
     python(&[&script, &odd_width, &"--dim", &"100"]);
+    let two_inputs = dir.join("two-inputs.onnx");
+    python(&[&script, &two_inputs, &"--padding-mask"]);
     let cases = [
         (truncated, "is not a model ONNX Runtime can load"),
         (odd_width, "has 100 values per frame; RVC uses 256 or 768"),
+        (two_inputs, r#"it has 2 inputs (["source", "padding_mask"]); a content model has one, the audio"#),
         (dir.join("missing.onnx"), "is not a model ONNX Runtime can load"),
     ];
     for (path, expected) in cases {

@@ -143,7 +143,7 @@ fn fractional_host_rates_resample_to_50_frames_per_second() {
     let rate = 1234.5678;
     let count = Count::default();
     let slot = IndexSlot::default();
-    let source = ContentFeatures::new(models.reader(), rate, 50);
+    let source = ContentFeatures::new(models.reader(), rate);
     let stage = RetrievalStage::new(Box::new(source), Box::new(count.clone()), slot.reader());
     let config =
         EngineConfig { sample_rate: rate, max_buffer: 64, channels: 1, block_ms: 100.0, mode: RenderMode::Offline };

@@ -79,7 +79,10 @@ fn run(engine: &mut Engine, seconds: f64, ratio_at: impl Fn(f64) -> f32, mut bet
     for (call, chunk) in input.chunks(512).enumerate() {
         let t = (call * 512) as f64 / RATE;
         let mut samples = chunk.to_vec();
-        let controls = Controls { stage: StageControls { index_ratio: ratio_at(t) }, ..Controls::default() };
+        let controls = Controls {
+            stage: StageControls { index_ratio: ratio_at(t), ..StageControls::default() },
+            ..Controls::default()
+        };
         nice_assert_no_alloc::assert_no_alloc(|| engine.process(&mut [&mut samples[..]], controls));
         between_calls(t);
     }

@@ -10,12 +10,15 @@ pub struct StageControls {
     /// How far content features are pulled towards the index's voice, 0 ..= 1 (RVC's
     /// `index_rate`).
     pub index_ratio: f32,
+    /// Left context the content model sees for each block, in 20 ms content frames (RVC
+    /// recomputes 2.5 s, 125 frames, every block).
+    pub context_frames: usize,
 }
 
 impl Default for StageControls {
     fn default() -> Self {
         // RVC's own default index rate.
-        Self { index_ratio: 0.75 }
+        Self { index_ratio: 0.75, context_frames: crate::features::DEFAULT_CONTEXT_FRAMES }
     }
 }
 

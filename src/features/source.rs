@@ -8,6 +8,7 @@
 use super::model::{frames_for, HOP};
 use super::resample::ToModelRate;
 use super::ModelReader;
+use crate::engine::StageControls;
 use crate::retrieval::{report_problem, FeatureSource, RetrievalProblem};
 
 /// Left context given to the model for each block, by default (1 s at 16 kHz, 50 frames).
@@ -38,11 +39,13 @@ pub struct ContentFeatures {
 }
 
 impl ContentFeatures {
-    pub fn new(model: ModelReader, host_rate: f64, context_frames: usize) -> Self {
+    /// Features of audio at `host_rate`, with the default left context until the controls say
+    /// otherwise.
+    pub fn new(model: ModelReader, host_rate: f64) -> Self {
         ContentFeatures {
             model,
             host_rate,
-            context_frames,
+            context_frames: DEFAULT_CONTEXT_FRAMES,
             resampler: None,
             history: Vec::new(),
             history_start: 0,
@@ -154,6 +157,11 @@ impl FeatureSource for ContentFeatures {
 
     fn settle(&mut self) {
         self.model.settle();
+    }
+
+    /// A new context length applies from the next block; a longer one fills up as audio comes.
+    fn set_controls(&mut self, controls: &StageControls) {
+        self.context_frames = controls.context_frames;
     }
 
     fn reset(&mut self) {

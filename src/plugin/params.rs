@@ -12,6 +12,24 @@ use crate::engine::{StageControls, BLOCK_MS_RANGE};
 use crate::features::{model_slot, ContentModel, ModelOptions};
 use crate::retrieval::IndexSlot;
 
+/// One content-feature frame (50 per second).
+const CONTENT_FRAME_MS: i32 = 20;
+/// RVC's own context (2.5 s): the most worth comparing against.
+const CONTEXT_FRAMES_MAX: i32 = 125;
+
+/// Raises the content model's ONNX Runtime threads for every instance started in this
+/// environment (1 by default).
+pub const MODEL_THREADS_VAR: &str = "RVC_STAGE_MODEL_THREADS";
+
+fn model_options() -> ModelOptions {
+    let threads = std::env::var(MODEL_THREADS_VAR).ok().and_then(|value| value.trim().parse().ok());
+    let defaults = ModelOptions::default();
+    ModelOptions {
+        intra_threads: threads.filter(|n| (1..=64).contains(n)).unwrap_or(defaults.intra_threads),
+        ..defaults
+    }
+}
+
 #[derive(Params)]
 pub struct RvcStageParams {
     /// Latency-compensated dry output (crossfaded). Hosts show it as the plugin's bypass.
@@ -33,6 +51,12 @@ pub struct RvcStageParams {
     /// Smoothed per feature frame on the worker.
     #[id = "index_ratio"]
     pub index_ratio: FloatParam,
+    /// Left context the content model sees for each block, in 20 ms content frames (shown in
+    /// milliseconds). More context gives features closer to the model's view of the whole
+    /// phrase and costs worker time (the transformer runs over context + block). RVC recomputes
+    /// 2.5 s every block.
+    #[id = "context"]
+    pub context_frames: IntParam,
     /// The feature index (`.index` file), saved with the project. Restoring a state loads it
     /// in the background; the previous index stays in use until the new one is ready.
     #[persist = "index-path"]
@@ -98,8 +122,19 @@ impl Default for RvcStageParams {
                 FloatRange::Linear { min: 0.0, max: 1.0 },
             )
             .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            context_frames: IntParam::new(
+                "Context",
+                StageControls::default().context_frames as i32,
+                IntRange::Linear { min: 0, max: CONTEXT_FRAMES_MAX },
+            )
+            .with_value_to_string(Arc::new(|frames| format!("{} ms", frames * CONTENT_FRAME_MS)))
+            .with_string_to_value(Arc::new(|text| {
+                let ms: f32 = text.trim().trim_end_matches("ms").trim().parse().ok()?;
+                Some((ms / CONTENT_FRAME_MS as f32).round() as i32)
+            }))
+            .non_automatable(),
             index: SlotFile(Arc::new(IndexSlot::default())),
-            hubert: SlotFile(Arc::new(model_slot(onnxruntime.clone(), ModelOptions::default()))),
+            hubert: SlotFile(Arc::new(model_slot(onnxruntime.clone(), model_options()))),
             onnxruntime,
         }
     }

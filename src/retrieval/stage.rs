@@ -33,6 +33,8 @@ pub trait FeatureSource: Send {
     fn idle(&mut self) {}
     /// Offline, before each block: wait for a model still being loaded (see [`Stage::settle`]).
     fn settle(&mut self) {}
+    /// New control values, effective from the next block on.
+    fn set_controls(&mut self, _controls: &StageControls) {}
     /// The stream restarts.
     fn reset(&mut self) {}
 }
@@ -207,6 +209,7 @@ impl Stage for RetrievalStage {
     }
 
     fn set_controls(&mut self, controls: StageControls) {
+        self.source.set_controls(&controls);
         self.target = if controls.index_ratio.is_finite() { controls.index_ratio.clamp(0.0, 1.0) } else { 0.0 };
     }
 

@@ -128,7 +128,7 @@ fn run_chain(
     let context_frames = (args.context_ms / 1000.0 * f64::from(SAMPLE_RATE) / HOP as f64).round() as usize;
     let recorder = FeatureRecorder::default();
     let VoiceStages { stage, model_problem } =
-        voice_stages(models.reader(), index.reader(), rate, context_frames, Box::new(recorder.clone()));
+        voice_stages(models.reader(), index.reader(), rate, Box::new(recorder.clone()));
     let (problem, times) = (stage.problem(), stage.times());
     let config = EngineConfig {
         sample_rate: rate,
@@ -138,7 +138,7 @@ fn run_chain(
         mode: RenderMode::Offline,
     };
     let mut engine = Engine::start(config, Box::new(stage))?;
-    let controls = Controls { stage: StageControls { index_ratio: args.ratio }, ..Controls::default() };
+    let controls = Controls { stage: StageControls { index_ratio: args.ratio, context_frames }, ..Controls::default() };
     run_offline(&mut engine, &mut [mono.to_vec()], 1024, controls)?;
     drop(engine);
     for problem in [model_problem, problem] {

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rvc_stage::engine::slot::SlotStatus;
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
-use rvc_stage::features::{model_slot, ModelOptions, DEFAULT_CONTEXT_FRAMES};
+use rvc_stage::features::{model_slot, ModelOptions};
 use rvc_stage::pipeline::voice_stages;
 use rvc_stage::retrieval::{DiscardFeatures, IndexSlot};
 
@@ -169,20 +169,14 @@ fn render(args: &RenderArgs) -> Result<()> {
     // No content model in a render yet: its features would go to a synthesizer that does not
     // exist, and the audio passes through either way.
     let models = model_slot(Arc::default(), ModelOptions::default());
-    let stages = voice_stages(
-        models.reader(),
-        slot.reader(),
-        config.sample_rate,
-        DEFAULT_CONTEXT_FRAMES,
-        Box::new(DiscardFeatures),
-    );
+    let stages = voice_stages(models.reader(), slot.reader(), config.sample_rate, Box::new(DiscardFeatures));
     let mut engine = Engine::start(config, Box::new(stages.stage))?;
     let latency = engine.latency_samples();
     let controls = Controls {
         mix: args.mix,
         gain: 10f32.powf(args.gain_db / 20.0),
         bypass: false,
-        stage: StageControls { index_ratio: args.index_ratio },
+        stage: StageControls { index_ratio: args.index_ratio, ..StageControls::default() },
     };
 
     run_offline(&mut engine, &mut channels, args.buffer, controls)?;
