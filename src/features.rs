@@ -8,13 +8,15 @@
 //! retrieval stage; [`to_synth_rate`] shapes them for the synthesizer (100 fps).
 
 mod model;
+mod onnx_wire;
+mod quantize;
 mod resample;
 mod runtime;
 mod source;
 mod split;
 mod synth_rate;
 
-pub use model::{frames_for, ContentModel, ModelError, ModelOptions, HOP, RECEPTIVE_FIELD, SAMPLE_RATE};
+pub use model::{frames_for, ContentModel, ModelError, ModelOptions, Precision, HOP, RECEPTIVE_FIELD, SAMPLE_RATE};
 pub use runtime::{runtime_candidates, runtime_path, RuntimeError, LIBRARY_NAME};
 pub use source::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
 pub use synth_rate::{to_synth_rate, SYNTH_HOP};

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rvc_stage::features::{frames_for, ContentModel, ModelError, ModelOptions};
+use rvc_stage::features::{frames_for, ContentModel, ModelError, ModelOptions, Precision};
 use rvc_stage::npy::{read_matrix, write_matrix, Matrix};
 
 fn runtime() -> PathBuf {
@@ -66,6 +66,43 @@ fn tiny_models_follow_the_contract_and_match_onnxruntime_in_python() {
         }
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Int8 models: our load-time rewrite computes what ONNX Runtime's own `quantize_dynamic`
+/// model computes (same pattern, same weight rounding), stays close to float32, and is still
+/// cut after its front end.
+#[test]
+fn int8_models_match_onnxruntime_quantize_dynamic() {
+    let dir = common::scratch("content-int8");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quantize_dynamic.py");
+    for dim in [256, 768] {
+        let reference_model = dir.join(format!("reference-int8-{dim}.onnx"));
+        python(&[&script, &model_path(dim), &reference_model]);
+        let options = ModelOptions { precision: Precision::Int8, ..ModelOptions::default() };
+        let mut int8 = ContentModel::load(&model_path(dim), Some(&runtime()), options).unwrap();
+        assert_eq!(int8.precision(), Precision::Int8);
+        assert!(int8.is_split(), "the quantized model is still cut after its front end");
+        let mut float = load(&model_path(dim)).unwrap();
+        let audio = common::noise(dim as u64, 16_013, 0.5);
+        let (mut ours, mut float_features) = (Vec::new(), Vec::new());
+        int8.run(&audio, &mut ours).unwrap();
+        float.run(&audio, &mut float_features).unwrap();
+        let expected = reference(&reference_model, &audio, &dir);
+        assert_eq!(ours.len(), expected.data.len());
+        for (a, b) in ours.iter().zip(&expected.data) {
+            assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "dim {dim}: {a} vs {b}");
+        }
+        assert_ne!(ours, float_features, "int8 is not float32");
+        let cosine = cosine(&ours, &float_features);
+        assert!(cosine > 0.99, "dim {dim}: cosine to float32 {cosine}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
 }
 
 /// Exports name their input differently: the name is read from the model.

@@ -41,12 +41,23 @@ pub struct ModelOptions {
     /// Cut the model after its conv front end when it allows it, so streaming computes the
     /// front end once per sample and only the transformer over the context.
     pub split_front_end: bool,
+    pub precision: Precision,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        Self { intra_threads: 1, split_front_end: true }
+        Self { intra_threads: 1, split_front_end: true, precision: Precision::Float32 }
     }
+}
+
+/// The arithmetic of the model's matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// As the file stores them.
+    Float32,
+    /// Quantized to int8 at load (weights once, activations per run; see `quantize.rs`):
+    /// faster on one core, features slightly different (the benchmark reports both).
+    Int8,
 }
 
 /// The model's two halves, when it was cut.
@@ -84,6 +95,8 @@ pub struct ContentModel {
     input_rank: usize,
     output: String,
     dim: usize,
+    /// What it runs in (float32 when int8 was asked for but the model has nothing to quantize).
+    precision: Precision,
 }
 
 impl ContentModel {
@@ -92,12 +105,20 @@ impl ContentModel {
     pub fn load(path: &Path, runtime: Option<&Path>, options: ModelOptions) -> Result<Self, ModelError> {
         let environment = environment(runtime)?;
         let load_error = |message: String| ModelError::Load { path: path.into(), message };
-        let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
+        let mut bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
+        let mut precision = Precision::Float32;
+        if options.precision == Precision::Int8 {
+            match super::quantize::quantize_matmuls(&bytes) {
+                Some(quantized) => (bytes, precision) = (quantized, Precision::Int8),
+                None => tracing::warn!("{}: nothing to quantize to int8; it runs in float32", path.display()),
+            }
+        }
         let session = session(environment, &bytes, options).map_err(load_error)?;
         let contract = |problem: String| ModelError::Contract { path: path.into(), problem };
         let (input, input_rank) = input_of(&session).map_err(contract)?;
         let (output, dim) = output_of(&session).map_err(contract)?;
-        let mut model = ContentModel { session, halves: None, input, input_rank, output, dim: dim.unwrap_or(0) };
+        let mut model =
+            ContentModel { session, halves: None, input, input_rank, output, dim: dim.unwrap_or(0), precision };
         model.probe().map_err(contract)?;
         if options.split_front_end {
             model.try_split(environment, &bytes, options);
@@ -133,6 +154,10 @@ impl ContentModel {
         if !agrees {
             self.halves = None;
         }
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Whether the model runs as front end + transformer.

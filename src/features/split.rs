@@ -8,6 +8,8 @@
 //! first `Conv` whose output is the input downsampled by the model's hop (HuBERT's seven convs
 //! stride 5·2⁶ = 320). The caller checks the halves against the whole model.
 
+use super::onnx_wire::{put_len, put_varint, Graph, LEN};
+
 /// The two halves: `front` maps the model's input to the cut tensor, `back` the cut tensor to
 /// the model's outputs.
 pub struct Halves {
@@ -47,36 +49,6 @@ fn front_end_output(graph: &Graph, hop: u64) -> Option<String> {
         }
     }
     None
-}
-
-/// The parts of an ONNX model the cut needs.
-struct Graph {
-    model_fields: Vec<Field>,
-    /// The GraphProto's bytes and fields.
-    bytes: std::ops::Range<usize>,
-    fields: Vec<Field>,
-    nodes: Vec<Node>,
-    inputs: Vec<String>,
-}
-
-impl Graph {
-    fn parse(model: &[u8]) -> Option<Graph> {
-        let model_fields = fields(model)?;
-        let bytes = model_fields.iter().find(|f| f.number == 7 && f.wire == LEN)?.value.clone();
-        let graph = &model[bytes.clone()];
-        let fields = fields(graph)?;
-        let nodes = fields
-            .iter()
-            .filter(|f| f.number == 1 && f.wire == LEN)
-            .map(|f| node(&graph[f.value.clone()]))
-            .collect::<Option<_>>()?;
-        let inputs = fields
-            .iter()
-            .filter(|f| f.number == 11 && f.wire == LEN)
-            .filter_map(|f| value_info_name(&graph[f.value.clone()]))
-            .collect();
-        Some(Graph { model_fields, bytes, fields, nodes, inputs })
-    }
 }
 
 /// Splits `model` at the tensor `at`, or `None` when the graph does not allow it: no such
@@ -130,138 +102,11 @@ fn split(model: &[u8], parsed: &Graph, at: &str) -> Option<Halves> {
     }
     put_len(&mut front_graph, 12, &cut);
     put_len(&mut back_graph, 11, &cut);
-    let rebuild = |graph: &[u8]| {
-        let mut out = Vec::with_capacity(model.len());
-        for field in &parsed.model_fields {
-            if field.number == 7 && field.wire == LEN {
-                put_len(&mut out, 7, graph);
-            } else {
-                out.extend_from_slice(&model[field.span.clone()]);
-            }
-        }
-        out
-    };
-    Some(Halves { front: rebuild(&front_graph), back: rebuild(&back_graph), cut: at.to_string() })
-}
-
-const LEN: u8 = 2;
-
-/// One field of a protobuf message: its number, wire type, the whole field's bytes and the
-/// value's bytes (for length-delimited fields, without the length).
-struct Field {
-    number: u64,
-    wire: u8,
-    span: std::ops::Range<usize>,
-    value: std::ops::Range<usize>,
-}
-
-fn fields(bytes: &[u8]) -> Option<Vec<Field>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let start = at;
-        let key = varint(bytes, &mut at)?;
-        let (number, wire) = (key >> 3, (key & 7) as u8);
-        let value = match wire {
-            0 => {
-                let begin = at;
-                varint(bytes, &mut at)?;
-                begin..at
-            }
-            1 | 2 | 5 => {
-                let len = match wire {
-                    1 => 8,
-                    5 => 4,
-                    _ => usize::try_from(varint(bytes, &mut at)?).ok()?,
-                };
-                let range = at..at.checked_add(len)?;
-                at = range.end;
-                range
-            }
-            _ => return None,
-        };
-        if at > bytes.len() {
-            return None;
-        }
-        out.push(Field { number, wire, span: start..at, value });
-    }
-    Some(out)
-}
-
-fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn put_len(out: &mut Vec<u8>, number: u64, value: &[u8]) {
-    put_varint(out, number << 3 | u64::from(LEN));
-    put_varint(out, value.len() as u64);
-    out.extend_from_slice(value);
-}
-
-struct Node {
-    inputs: Vec<String>,
-    outputs: Vec<String>,
-    op_type: String,
-    /// The `strides` attribute (convolutions).
-    strides: Vec<u64>,
-}
-
-fn node(bytes: &[u8]) -> Option<Node> {
-    let mut node = Node { inputs: Vec::new(), outputs: Vec::new(), op_type: String::new(), strides: Vec::new() };
-    for field in fields(bytes)? {
-        let text = || String::from_utf8(bytes[field.value.clone()].to_vec()).ok();
-        match (field.number, field.wire) {
-            (1, LEN) => node.inputs.push(text()?),
-            (2, LEN) => node.outputs.push(text()?),
-            (4, LEN) => node.op_type = text()?,
-            (5, LEN) => {
-                if let Some(strides) = ints_attribute(&bytes[field.value.clone()], "strides") {
-                    node.strides = strides;
-                }
-            }
-            _ => {}
-        }
-    }
-    Some(node)
-}
-
-/// The values of an AttributeProto (`name` = 1, `ints` = 8) called `wanted`, packed or not.
-fn ints_attribute(bytes: &[u8], wanted: &str) -> Option<Vec<u64>> {
-    let fields = fields(bytes)?;
-    let name = fields.iter().find(|f| f.number == 1 && f.wire == LEN)?;
-    if &bytes[name.value.clone()] != wanted.as_bytes() {
-        return None;
-    }
-    let mut values = Vec::new();
-    for field in fields.iter().filter(|f| f.number == 8) {
-        let mut at = field.value.start;
-        while at < field.value.end {
-            values.push(varint(bytes, &mut at)?);
-        }
-    }
-    Some(values)
-}
-
-fn value_info_name(bytes: &[u8]) -> Option<String> {
-    let field = fields(bytes)?.into_iter().find(|f| f.number == 1 && f.wire == LEN)?;
-    String::from_utf8(bytes[field.value].to_vec()).ok()
+    Some(Halves {
+        front: parsed.model_with_graph(model, &front_graph),
+        back: parsed.model_with_graph(model, &back_graph),
+        cut: at.to_string(),
+    })
 }
 
 /// A ValueInfoProto: float32 tensor `name` of rank 3 with symbolic dimensions.

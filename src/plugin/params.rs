@@ -9,7 +9,7 @@ use nice_plug::prelude::*;
 
 use crate::engine::slot::{Slot, SlotStatus};
 use crate::engine::{StageControls, BLOCK_MS_RANGE};
-use crate::features::{model_slot, ContentModel, ModelOptions};
+use crate::features::{model_slot, ContentModel, ModelOptions, Precision};
 use crate::retrieval::IndexSlot;
 
 /// One content-feature frame (50 per second).
@@ -20,12 +20,16 @@ const CONTEXT_FRAMES_MAX: i32 = 125;
 /// Raises the content model's ONNX Runtime threads for every instance started in this
 /// environment (1 by default).
 pub const MODEL_THREADS_VAR: &str = "RVC_STAGE_MODEL_THREADS";
+/// `int8` runs the content model's matrix products in int8 (float32 by default).
+pub const MODEL_PRECISION_VAR: &str = "RVC_STAGE_MODEL_PRECISION";
 
 fn model_options() -> ModelOptions {
     let threads = std::env::var(MODEL_THREADS_VAR).ok().and_then(|value| value.trim().parse().ok());
+    let int8 = std::env::var(MODEL_PRECISION_VAR).is_ok_and(|value| value.trim().eq_ignore_ascii_case("int8"));
     let defaults = ModelOptions::default();
     ModelOptions {
         intra_threads: threads.filter(|n| (1..=64).contains(n)).unwrap_or(defaults.intra_threads),
+        precision: if int8 { Precision::Int8 } else { defaults.precision },
         ..defaults
     }
 }

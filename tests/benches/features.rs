@@ -4,14 +4,15 @@
 //! the new samples plus the context; "split" runs the conv front end over the new samples only
 //! and the transformer over the cached front-end frames of the context. Whole with 2.5 s is
 //! RVC's schedule, measured in the same run. Cosine: the new frames against the same frames
-//! computed with the whole 12 s clip as context. (The front end's first-layer GroupNorm
-//! normalises over time, so split frames are not exactly whole frames: the cosine shows it.)
+//! computed with the whole 12 s clip as context by the float32 model. (The front end's
+//! first-layer GroupNorm normalises over time, so split frames are not exactly whole frames: the
+//! cosine shows it.) "split, int8" is the same model with its matrix products quantized at load.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use rvc_stage::features::{frames_for, ContentModel, ModelOptions, HOP};
+use rvc_stage::features::{frames_for, ContentModel, ModelOptions, Precision, HOP};
 
 const RATE: usize = 16_000;
 const CLIP_S: f64 = 12.0;
@@ -20,12 +21,15 @@ fn main() {
     let model_path = base_model();
     let mut model = ContentModel::load(&model_path, None, ModelOptions::default()).expect("the base model loads");
     assert!(model.is_split(), "the base fixture is cut after its front end (found by its strides)");
+    let int8_options = ModelOptions { precision: Precision::Int8, ..ModelOptions::default() };
+    let mut int8 = ContentModel::load(&model_path, None, int8_options).expect("the base model quantizes");
+    assert!(int8.precision() == Precision::Int8 && int8.is_split());
     let audio = voice_like((CLIP_S * RATE as f64) as usize);
     let mut reference = Vec::new();
     model.run(&audio, &mut reference).unwrap();
     let dim = model.dim();
     println!(
-        "content model per block: HuBERT-base-size ({}), one thread; cosine of new frames vs whole-clip context",
+        "content model per block: HuBERT-base-size ({}), one thread; cosine of new frames vs float32 whole-clip context",
         model_path.display()
     );
     println!();
@@ -33,18 +37,16 @@ fn main() {
     println!("|---:|---|---:|---:|---:|---:|---:|");
     for block_s in [0.1, 0.25] {
         let rvc = measure(&mut model, &audio, &reference, dim, block_s, 2.5, false);
-        for split in [false, true] {
+        let schemes = [("whole", false, false), ("split", true, false), ("split, int8", true, true)];
+        for (scheme, split, quantized) in schemes {
             for context_s in [0.5, 1.0, 2.5] {
-                let ours = if context_s == 2.5 && !split {
-                    rvc
-                } else {
-                    measure(&mut model, &audio, &reference, dim, block_s, context_s, split)
+                let is_rvc = context_s == 2.5 && !split;
+                let ours = match (is_rvc, quantized) {
+                    (true, _) => rvc,
+                    (false, false) => measure(&mut model, &audio, &reference, dim, block_s, context_s, split),
+                    (false, true) => measure(&mut int8, &audio, &reference, dim, block_s, context_s, split),
                 };
-                let scheme = match (split, context_s == 2.5) {
-                    (true, _) => "split",
-                    (false, true) => "whole (RVC's schedule)",
-                    (false, false) => "whole",
-                };
+                let scheme = if is_rvc { "whole (RVC's schedule)" } else { scheme };
                 println!(
                     "| {block_s} s | {scheme} | {context_s} s | {:.1} | {:.3} | {:.2} | {:.4} / {:.4} |",
                     ours.median_ms,
