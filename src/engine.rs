@@ -19,6 +19,7 @@ mod worker;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -142,14 +143,18 @@ impl Engine {
         let (worker_output, from_worker) = rtrb::RingBuffer::new(capacity);
         let (control_events, worker_controls) = rtrb::RingBuffer::new(CONTROL_EVENTS);
         let handshake = Arc::new(Handshake::default());
+        let stats = Arc::new(EngineStats::default());
+        let lag = (config.mode == RenderMode::Realtime).then(|| {
+            worker::LagWatch::new(stats.clone(), Duration::from_secs_f64(plan.block as f64 / config.sample_rate))
+        });
         let rings = worker::WorkerRings { input: worker_input, output: worker_output, controls: worker_controls };
         let worker = worker::WorkerThread::spawn(
-            worker::BlockWorker::new(plan.block, stage, rings, handshake.clone(), config.mode),
+            worker::BlockWorker::new(plan.block, stage, rings, handshake.clone(), config.mode, lag),
             handshake.clone(),
         )
         .map_err(EngineError::WorkerSpawn)?;
         let rings = audio::AudioRings { to_worker, from_worker, control_events };
-        let audio = AudioProcessor::new(&config, plan, rings, handshake, worker.thread().clone());
+        let audio = AudioProcessor::new(&config, plan, rings, handshake, worker.thread().clone(), stats);
         Ok(Self { audio, _worker: worker })
     }
 

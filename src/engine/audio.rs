@@ -124,6 +124,7 @@ impl AudioProcessor {
         rings: AudioRings,
         handshake: Arc<Handshake>,
         worker_thread: Thread,
+        stats: Arc<EngineStats>,
     ) -> Self {
         let latency = plan.total();
         let control_ramp = samples_for_ms(CONTROL_RAMP_MS, config.sample_rate);
@@ -139,7 +140,7 @@ impl AudioProcessor {
             stream_sent: 0,
             handshake,
             worker_thread,
-            stats: Arc::default(),
+            stats,
             dry: (0..config.channels).map(|_| DelayLine::new(latency)).collect(),
             mono: vec![0.0; config.max_buffer],
             wet: vec![0.0; config.max_buffer],
@@ -538,7 +539,8 @@ mod tests {
             let handshake = Arc::new(Handshake::default());
             let (control_events, _) = rtrb::RingBuffer::new(1);
             let rings = AudioRings { to_worker, from_worker, control_events };
-            let audio = AudioProcessor::new(&config, plan, rings, handshake.clone(), std::thread::current());
+            let thread = std::thread::current();
+            let audio = AudioProcessor::new(&config, plan, rings, handshake.clone(), thread, Arc::default());
             Self { audio, worker_in, worker_out, handshake }
         }
 

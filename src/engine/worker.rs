@@ -7,14 +7,16 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer};
 
-use super::{ControlEvent, Handshake, RenderMode, Stage};
+use super::{ControlEvent, EngineStats, Handshake, RenderMode, Stage};
 
 /// How long the worker sleeps when there is nothing to do.
 const IDLE_POLL: Duration = Duration::from_millis(1);
+/// The least time between two reports of late output.
+const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What one scheduling step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,9 @@ pub struct BlockWorker {
     acknowledged: u32,
     /// Offline: the stage settles its resources before every block.
     settle: bool,
+    /// Realtime: says in the log when the output fell back to dry audio because the worker was
+    /// late.
+    lag: Option<LagWatch>,
 }
 
 impl BlockWorker {
@@ -60,6 +65,7 @@ impl BlockWorker {
         rings: WorkerRings,
         handshake: Arc<Handshake>,
         mode: RenderMode,
+        lag: Option<LagWatch>,
     ) -> Self {
         let acknowledged = handshake.acknowledged.load(Ordering::Acquire);
         Self {
@@ -74,6 +80,7 @@ impl BlockWorker {
             processed: vec![0.0; block_len],
             acknowledged,
             settle: mode == RenderMode::Offline,
+            lag,
         }
     }
 
@@ -91,7 +98,11 @@ impl BlockWorker {
             if self.settle {
                 self.stage.settle();
             }
+            let started = Instant::now();
             self.stage.process(&self.block, &mut self.processed);
+            if let Some(message) = self.lag.as_mut().and_then(|lag| lag.block_done(started.elapsed(), Instant::now())) {
+                tracing::warn!("{message}");
+            }
             self.block_start += self.block.len() as u64;
             self.output
                 .push_entire_slice(&self.processed)
@@ -152,6 +163,46 @@ impl BlockWorker {
         chunk.commit_all();
         self.filled += wanted;
         true
+    }
+}
+
+/// Watches the under-run count the audio thread keeps and, when it grew, composes a report
+/// with the slowest block since the last one: late output is audible (the dry signal takes
+/// over), and the log is where a user without an editor can learn why.
+pub struct LagWatch {
+    stats: Arc<EngineStats>,
+    /// Real time one block stands for.
+    block: Duration,
+    reported_underruns: u64,
+    slowest: Duration,
+    last_report: Option<Instant>,
+}
+
+impl LagWatch {
+    pub fn new(stats: Arc<EngineStats>, block: Duration) -> Self {
+        let reported_underruns = stats.underruns();
+        LagWatch { stats, block, reported_underruns, slowest: Duration::ZERO, last_report: None }
+    }
+
+    /// After each block, with the time it took: the message to log, if output fell back since
+    /// the last report and that was at least [`LAG_REPORT_INTERVAL`] ago.
+    fn block_done(&mut self, took: Duration, now: Instant) -> Option<String> {
+        self.slowest = self.slowest.max(took);
+        let underruns = self.stats.underruns();
+        let due = self.last_report.is_none_or(|last| now.duration_since(last) >= LAG_REPORT_INTERVAL);
+        if underruns == self.reported_underruns || !due {
+            return None;
+        }
+        let message = format!(
+            "RVC Stage fell back to the dry signal {} time(s): the worker was late. Its slowest block \
+             took {:.0} ms for {:.0} ms of audio; a longer Block Size, a shorter Context or \
+             RVC_STAGE_MODEL_PRECISION=int8 lighten it",
+            underruns - self.reported_underruns,
+            self.slowest.as_secs_f64() * 1000.0,
+            self.block.as_secs_f64() * 1000.0
+        );
+        (self.reported_underruns, self.slowest, self.last_report) = (underruns, Duration::ZERO, Some(now));
+        Some(message)
     }
 }
 
@@ -228,7 +279,7 @@ mod tests {
         let handshake = Arc::new(Handshake::default());
         let rings = WorkerRings { input, output, controls };
         (
-            BlockWorker::new(block, stage, rings, handshake.clone(), RenderMode::Realtime),
+            BlockWorker::new(block, stage, rings, handshake.clone(), RenderMode::Realtime, None),
             to_worker,
             from_worker,
             handshake,
@@ -316,5 +367,22 @@ mod tests {
         // The thread's closure (and the worker in it) held the other references: gone means
         // the thread has ended and released them.
         assert_eq!(Arc::strong_count(&handshake), 1);
+    }
+
+    #[test]
+    fn late_output_is_reported_with_the_slowest_block_at_most_every_ten_seconds() {
+        let stats = Arc::new(EngineStats::default());
+        let mut lag = LagWatch::new(stats.clone(), Duration::from_millis(100));
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(lag.block_done(ms(250), start), None, "slow, but the output has not fallen back");
+        stats.underruns.fetch_add(2, Ordering::Relaxed);
+        let report = lag.block_done(ms(40), start + ms(100)).expect("fell back: reported");
+        assert!(report.contains("2 time(s)") && report.contains("took 250 ms for 100 ms"), "{report}");
+        stats.underruns.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(lag.block_done(ms(120), start + ms(5_000)), None, "not again within ten seconds");
+        let report = lag.block_done(ms(30), start + ms(10_200)).expect("due again");
+        assert!(report.contains("1 time(s)") && report.contains("took 120 ms"), "{report}");
+        assert_eq!(lag.block_done(ms(30), start + ms(30_000)), None, "nothing new");
     }
 }
