@@ -104,6 +104,13 @@ fn features_are_deterministic_and_blend_like_retrieve() {
     assert_eq!((synth.rows, blended.rows), (200, 99), "2 s: 200 frames at 100 fps, 99 at 50 fps");
     assert_eq!(synth, read_matrix(&reference).unwrap());
 
+    let int8_out = dir.join("int8.npy");
+    let (ok, text) = common::rvc_stage_cli(&[&"features", &wav, &"-o", &int8_out, &"--hubert", &model(256), &"--int8"]);
+    assert!(ok && text.contains("model: cut after its conv front end, int8 matrix products"), "{text}");
+    let int8 = read_matrix(&int8_out).unwrap();
+    assert_eq!((int8.rows, int8.cols), (plain.rows, plain.cols));
+    assert_ne!(int8, plain, "int8 features are close to float32 ones, not equal");
+
     let plot = dir.join("plot.png");
     run("plotted.npy", &[&"--index", &index, &"--ratio", &"0.75", &"--plot", &plot]);
     assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"), "the plot is a PNG");

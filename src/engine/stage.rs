@@ -1,5 +1,5 @@
 //! The `Stage` trait: the contract between the block scheduler and the processing the worker
-//! runs (today the identity stage; the feature, retrieval and synthesis stages plug in here).
+//! runs (the voice stages of `pipeline`, or the identity stage that makes latency measurable).
 //! Stages run on the **worker thread** only, so they may allocate, block and take their time.
 
 /// Host-automated values that stages read. The audio thread sends them with the stream

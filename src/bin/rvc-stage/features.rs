@@ -98,13 +98,7 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     let written = at_synth_rate.as_ref().unwrap_or(&blended);
     write_matrix(&args.output, written)?;
     let runtime = runtime_path().map_or_else(String::new, |path| format!(", ONNX Runtime {}", path.display()));
-    if args.int8 {
-        let mut model = models.reader();
-        model.refresh();
-        if model.get().is_some_and(|m| m.lock().unwrap_or_else(|e| e.into_inner()).precision() != Precision::Int8) {
-            println!("the model has no matrix products to quantize: it ran in float32");
-        }
-    }
+    println!("{}", describe_model(&models));
     println!(
         "{} frames of {} values ({:.2} s at {} fps) → {}{runtime}",
         written.rows,
@@ -168,6 +162,20 @@ fn run_chain(
     recorded.rows = frames;
     let times = *times.lock().unwrap_or_else(|e| e.into_inner());
     Ok((recorded, times))
+}
+
+/// How the model ran: cut or whole, float32 or int8.
+fn describe_model(models: &ModelSlot) -> String {
+    let mut reader = models.reader();
+    reader.refresh();
+    let Some(model) = reader.get() else { return String::new() };
+    let model = model.lock().unwrap_or_else(|e| e.into_inner());
+    let scheme = if model.is_split() { "cut after its conv front end" } else { "run whole" };
+    let precision = match model.precision() {
+        Precision::Float32 => "float32",
+        Precision::Int8 => "int8 matrix products",
+    };
+    format!("model: {scheme}, {precision}")
 }
 
 /// How many 16 kHz samples `len` samples at `rate` become.
