@@ -145,8 +145,14 @@ impl<T> Drop for Slot<T> {
 }
 
 fn load_and_publish<T>(shared: &Shared<T>, request: u64, path: PathBuf, load: &dyn Fn(&Path) -> Result<T, String>) {
+    // A panic in a loader (a library asserting on a bad file) must not leave the slot loading
+    // forever: it becomes a failure like any other.
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&path))).unwrap_or_else(|panic| {
+        let message = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
+        Err(format!("loading it crashed: {}", message.unwrap_or("no message")))
+    });
     // A superseded result is dropped here, on the loader thread.
-    match load(&path) {
+    match loaded {
         Ok(resource) => {
             tracing::info!("RVC Stage loaded {}", path.display());
             release(publish(shared, request, Some((path, Arc::new(resource)))))
@@ -243,4 +249,36 @@ impl<T> SlotReader<T> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep using it.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_loader_is_a_failure_and_settles() {
+        let slot: Slot<u32> = Slot::new(Arc::new(|_: &Path| panic!("bad file")));
+        slot.request(Some(PathBuf::from("/x.bin")));
+        let reader = slot.reader();
+        let start = Instant::now();
+        reader.settle();
+        assert!(start.elapsed() < SETTLE_LIMIT, "settled because the load ended, not by giving up");
+        match slot.status() {
+            SlotStatus::Failed { reason, kept: None, .. } => assert!(reason.contains("crashed: bad file"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn settle_waits_for_the_load_in_flight() {
+        let slot: Slot<u32> = Slot::new(Arc::new(|_: &Path| {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(7)
+        }));
+        slot.request(Some(PathBuf::from("/slow.bin")));
+        let mut reader = slot.reader();
+        reader.settle();
+        assert!(reader.refresh());
+        assert_eq!(reader.get(), Some(&7));
+    }
 }
