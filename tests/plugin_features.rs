@@ -33,9 +33,9 @@ fn write_wav(path: &Path, samples: &[f32]) {
     writer.finalize().unwrap();
 }
 
-/// Renders `voice` (on both channels, then a second of silence so every frame of it is
-/// computed) offline in a fresh plugin restored with `model` and `index`; returns the output
-/// and the recorded features.
+/// Renders `voice` (on both channels, then 1.7 s of silence so every frame of it is computed)
+/// offline through `plugin` with calls of random sizes from `seed`; returns the output, the
+/// latency and the features its worker recorded.
 fn render_with_dump(plugin: &mut Plugin, voice: &[f32], dump: &Path, seed: u64) -> (Vec<Vec<f32>>, u32, Matrix) {
     let settings = Settings::new(f64::from(RATE), 512, true);
     let mut input = voice.to_vec();
