@@ -10,6 +10,7 @@ pub struct Graph {
     pub bytes: std::ops::Range<usize>,
     pub fields: Vec<Field>,
     pub nodes: Vec<Node>,
+    /// The inputs a caller feeds (initializers declared as inputs left out).
     pub inputs: Vec<String>,
 }
 
@@ -24,10 +25,17 @@ impl Graph {
             .filter(|f| f.number == 1 && f.wire == LEN)
             .map(|f| node(&graph[f.value.clone()]))
             .collect::<Option<_>>()?;
+        // Older exports declare initializers as inputs too; those are constants, not inputs.
+        let initializers: Vec<String> = fields
+            .iter()
+            .filter(|f| f.number == 5 && f.wire == LEN)
+            .filter_map(|f| tensor_name(&graph[f.value.clone()]))
+            .collect();
         let inputs = fields
             .iter()
             .filter(|f| f.number == 11 && f.wire == LEN)
             .filter_map(|f| value_info_name(&graph[f.value.clone()]))
+            .filter(|name| !initializers.contains(name))
             .collect();
         Some(Graph { model_fields, bytes, fields, nodes, inputs })
     }
@@ -189,5 +197,11 @@ pub fn ints_attribute(bytes: &[u8], wanted: &str) -> Option<Vec<u64>> {
 
 pub fn value_info_name(bytes: &[u8]) -> Option<String> {
     let field = fields(bytes)?.into_iter().find(|f| f.number == 1 && f.wire == LEN)?;
+    String::from_utf8(bytes[field.value].to_vec()).ok()
+}
+
+/// The `name` of a TensorProto (field 8).
+pub fn tensor_name(bytes: &[u8]) -> Option<String> {
+    let field = fields(bytes)?.into_iter().find(|f| f.number == 8 && f.wire == LEN)?;
     String::from_utf8(bytes[field.value].to_vec()).ok()
 }

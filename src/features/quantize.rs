@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::onnx_wire::{fields, put_len, put_varint, varint, Graph, LEN};
+use super::onnx_wire::{fields, put_len, put_varint, tensor_name, value_info_name, varint, Graph, LEN};
 
 /// TensorProto data types.
 const FLOAT: u64 = 1;
@@ -83,10 +83,13 @@ pub fn quantize_matmuls(model: &[u8]) -> Option<Vec<u8>> {
                 put_node(&mut out, "Cast", &[&integer], &[&float], Some(("to", FLOAT)));
                 put_node(&mut out, "Mul", &[&float, &scale], &[output], None);
             }
-            (5, LEN) => {
-                let keep =
-                    Weight::name_of(&bytes[field.value.clone()]).is_none_or(|name| !replaced.contains(name.as_str()));
-                if keep {
+            // The float weights that were replaced go, and so do their declarations as graph
+            // inputs (older exports list initializers there too; left alone, they would become
+            // inputs the caller must feed).
+            (5, LEN) | (11, LEN) => {
+                let value = &bytes[field.value.clone()];
+                let name = if field.number == 5 { tensor_name(value) } else { value_info_name(value) };
+                if name.is_none_or(|name| !replaced.contains(name.as_str())) {
                     out.extend_from_slice(field_bytes);
                 }
             }
@@ -146,11 +149,6 @@ impl Weight {
             dims,
             values,
         })
-    }
-
-    fn name_of(bytes: &[u8]) -> Option<String> {
-        let field = fields(bytes)?.into_iter().find(|f| f.number == 8 && f.wire == LEN)?;
-        String::from_utf8(bytes[field.value].to_vec()).ok()
     }
 
     /// Writes the int8 matrix, its scale and its zero point as initializers (graph field 5).
