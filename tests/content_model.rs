@@ -31,6 +31,17 @@ fn python(args: &[&dyn AsRef<std::ffi::OsStr>]) {
     assert!(status.success());
 }
 
+/// Writes `name`.onnx with the fixture script and `args` (tiny, 256 wide unless they say
+/// otherwise) into `dir`.
+fn make_model(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join(format!("{name}.onnx"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
+    let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&script, &path];
+    all.extend(args.iter().map(|arg| arg as &dyn AsRef<std::ffi::OsStr>));
+    python(&all);
+    path
+}
+
 /// What the ONNX Runtime Python API computes for `samples`.
 fn reference(model: &Path, samples: &[f32], dir: &Path) -> Matrix {
     let (audio, out) = (dir.join("audio.npy"), dir.join("out.npy"));
@@ -110,9 +121,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn initializers_declared_as_inputs_are_fine_in_float32_and_int8() {
     let dir = common::scratch("content-initializer-inputs");
-    let path = dir.join("old-export.onnx");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
-    python(&[&script, &path, &"--initializers-as-inputs"]);
+    let path = make_model(&dir, "old-export", &["--initializers-as-inputs"]);
     let audio = common::noise(6, 4000, 0.5);
     for precision in [Precision::Float32, Precision::Int8] {
         let options = ModelOptions { precision, ..ModelOptions::default() };
@@ -129,9 +138,7 @@ fn initializers_declared_as_inputs_are_fine_in_float32_and_int8() {
 #[test]
 fn the_input_name_is_read_from_the_model() {
     let dir = common::scratch("content-input-name");
-    let path = dir.join("wav.onnx");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
-    python(&[&script, &path, &"--input-name", &"wav"]);
+    let path = make_model(&dir, "wav", &["--input-name", "wav"]);
     let mut model = load(&path).unwrap();
     assert_eq!(model.input_name(), "wav");
     let mut features = Vec::new();
@@ -143,9 +150,7 @@ fn the_input_name_is_read_from_the_model() {
 #[test]
 fn rank_two_inputs_are_accepted() {
     let dir = common::scratch("content-rank2");
-    let path = dir.join("rank2.onnx");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
-    python(&[&script, &path, &"--rank", &"2", &"--dim", &"768"]);
+    let path = make_model(&dir, "rank2", &["--rank", "2", "--dim", "768"]);
     let mut model = load(&path).unwrap();
     let mut features = Vec::new();
     assert_eq!(model.run(&common::noise(3, 4000, 0.5), &mut features).unwrap(), frames_for(4000));
@@ -158,9 +163,7 @@ fn rank_two_inputs_are_accepted() {
 #[test]
 fn models_that_cannot_be_cut_run_whole() {
     let dir = common::scratch("content-uncut");
-    let path = dir.join("shortcut.onnx");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
-    python(&[&script, &path, &"--input-shortcut"]);
+    let path = make_model(&dir, "shortcut", &["--input-shortcut"]);
     let mut model = load(&path).unwrap();
     assert!(!model.is_split());
     let audio = common::noise(5, 5000, 0.5);
@@ -179,11 +182,8 @@ fn wrong_model_files_are_explained() {
     let good = std::fs::read(model_path(256)).unwrap();
     let truncated = dir.join("truncated.onnx");
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
-    let odd_width = dir.join("odd-width.onnx");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
-    python(&[&script, &odd_width, &"--dim", &"100"]);
-    let two_inputs = dir.join("two-inputs.onnx");
-    python(&[&script, &two_inputs, &"--padding-mask"]);
+    let odd_width = make_model(&dir, "odd-width", &["--dim", "100"]);
+    let two_inputs = make_model(&dir, "two-inputs", &["--padding-mask"]);
     let cases = [
         (truncated, "is not a model ONNX Runtime can load"),
         (odd_width, "has 100 values per frame; RVC uses 256 or 768"),
