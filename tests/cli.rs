@@ -10,22 +10,6 @@ fn rvc_stage(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rvc-stage")).args(args).output().unwrap()
 }
 
-fn write_wav(path: &Path, sample_rate: u32, channels: &[Vec<f32>]) {
-    let spec = hound::WavSpec {
-        channels: channels.len() as u16,
-        sample_rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
-    for n in 0..channels[0].len() {
-        for channel in channels {
-            writer.write_sample(channel[n]).unwrap();
-        }
-    }
-    writer.finalize().unwrap();
-}
-
 fn read_wav(path: &Path) -> (u32, Vec<f32>) {
     let mut reader = hound::WavReader::open(path).unwrap();
     let rate = reader.spec().sample_rate;
@@ -38,7 +22,7 @@ fn render_is_latency_compensated_and_identical_to_the_input_through_identity() {
     std::fs::create_dir_all(&dir).unwrap();
     let (input, output) = (dir.join("in.wav"), dir.join("out.wav"));
     let mono = common::noise(1, 30_000, 0.5);
-    write_wav(&input, 22_050, &[mono.clone(), mono.clone()]);
+    common::write_wav(&input, 22_050, &[mono.clone(), mono.clone()]);
     let result = rvc_stage(&["render", input.to_str().unwrap(), "-o", output.to_str().unwrap(), "--buffer", "333"]);
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert!(String::from_utf8_lossy(&result.stdout).contains("compensated"));

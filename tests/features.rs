@@ -17,25 +17,13 @@ fn model(dim: usize) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/models/hubert-tiny-{dim}.onnx"))
 }
 
-fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
-    samples.iter().for_each(|s| writer.write_sample(*s).unwrap());
-    writer.finalize().unwrap();
-}
-
 #[test]
 fn one_frame_per_320_samples_at_every_rate_and_block_size() {
     let dir = common::scratch("features-frames");
     for (rate, block_ms) in [(44_100, "100"), (48_000, "50"), (22_050, "230"), (96_000, "500"), (8_000, "75")] {
         let samples = (1.7 * rate as f64) as usize;
         let wav = dir.join(format!("{rate}.wav"));
-        write_wav(&wav, rate, &common::noise(rate as u64, samples, 0.3));
+        common::write_wav(&wav, rate, &[common::noise(rate as u64, samples, 0.3)]);
         let out = dir.join(format!("{rate}.npy"));
         let (ok, text) = common::rvc_stage_cli(&[
             &"features",
@@ -60,7 +48,7 @@ fn one_frame_per_320_samples_at_every_rate_and_block_size() {
 fn features_are_deterministic_and_blend_like_retrieve() {
     let dir = common::scratch("features-blend");
     let wav = dir.join("in.wav");
-    write_wav(&wav, 44_100, &common::noise(7, 88_200, 0.4));
+    common::write_wav(&wav, 44_100, &[common::noise(7, 88_200, 0.4)]);
     let index = common::generated("reference_search.py").join("fast_scan_256.index");
     let run = |name: &str, extra: &[&dyn AsRef<std::ffi::OsStr>]| {
         let out = dir.join(name);

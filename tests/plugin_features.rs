@@ -19,20 +19,6 @@ use rvc_stage::plugin::FEATURE_DUMP_VAR;
 
 const RATE: u32 = 44_100;
 
-fn write_wav(path: &Path, samples: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
-    for &sample in samples {
-        writer.write_sample(sample).unwrap();
-    }
-    writer.finalize().unwrap();
-}
-
 /// Renders `voice` (on both channels, then 1.7 s of silence so every frame of it is computed)
 /// offline through `plugin` with calls of random sizes from `seed`; returns the output, the
 /// latency and the features its worker recorded.
@@ -58,7 +44,7 @@ fn the_plugin_worker_computes_what_the_cli_writes_renders_repeat_and_bad_files_a
     let index = common::generated("reference_search.py").join("fast_scan_768.index");
     let voice = noise(11, 3 * RATE as usize + 1234, 0.5);
     let wav = dir.join("voice.wav");
-    write_wav(&wav, &voice);
+    common::write_wav(&wav, RATE, std::slice::from_ref(&voice));
 
     let entry = load(&common::bundled("rvc-stage.clap")).unwrap();
     let mut plugin = Plugin::new(&entry).unwrap();

@@ -189,3 +189,20 @@ pub fn in_process_entry() -> clack_host::prelude::PluginEntry {
     unsafe { clack_host::prelude::PluginEntry::load_from_raw(&rvc_stage::plugin::clap_entry, c"rvc-stage.clap") }
         .unwrap()
 }
+
+/// Writes `channels` (equal lengths) as a 32-bit float WAV file.
+pub fn write_wav(path: &std::path::Path, sample_rate: u32, channels: &[Vec<f32>]) {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..channels[0].len() {
+        for channel in channels {
+            writer.write_sample(channel[n]).unwrap();
+        }
+    }
+    writer.finalize().unwrap();
+}
