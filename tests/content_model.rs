@@ -42,6 +42,14 @@ fn make_model(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     path
 }
 
+/// Same length, and every value within `tolerance` (relative above 1, absolute below).
+fn assert_close(ours: &[f32], expected: &[f32], tolerance: f32, what: &str) {
+    assert_eq!(ours.len(), expected.len(), "{what}");
+    for (a, b) in ours.iter().zip(expected) {
+        assert!((a - b).abs() <= tolerance * b.abs().max(1.0), "{what}: {a} vs {b}");
+    }
+}
+
 /// What the ONNX Runtime Python API computes for `samples`.
 fn reference(model: &Path, samples: &[f32], dir: &Path) -> Matrix {
     let (audio, out) = (dir.join("audio.npy"), dir.join("out.npy"));
@@ -71,9 +79,7 @@ fn tiny_models_follow_the_contract_and_match_onnxruntime_in_python() {
             }
             let expected = reference(&model_path(dim), &audio, &dir);
             assert_eq!((expected.rows, expected.cols), (frames, dim));
-            for (a, b) in features.iter().zip(&expected.data) {
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "dim {dim}, {samples} samples: {a} vs {b}");
-            }
+            assert_close(&features, &expected.data, 1e-4, &format!("dim {dim}, {samples} samples"));
         }
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -99,10 +105,7 @@ fn int8_models_match_onnxruntime_quantize_dynamic() {
         int8.run(&audio, &mut ours).unwrap();
         float.run(&audio, &mut float_features).unwrap();
         let expected = reference(&reference_model, &audio, &dir);
-        assert_eq!(ours.len(), expected.data.len());
-        for (a, b) in ours.iter().zip(&expected.data) {
-            assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "dim {dim}: {a} vs {b}");
-        }
+        assert_close(&ours, &expected.data, 1e-3, &format!("dim {dim}"));
         assert_ne!(ours, float_features, "int8 is not float32");
         let cosine = cosine(&ours, &float_features);
         assert!(cosine > 0.99, "dim {dim}: cosine to float32 {cosine}");
@@ -170,9 +173,7 @@ fn models_that_cannot_be_cut_run_whole() {
     let mut features = Vec::new();
     assert_eq!(model.run(&audio, &mut features).unwrap(), frames_for(5000));
     let expected = reference(&path, &audio, &dir);
-    for (a, b) in features.iter().zip(&expected.data) {
-        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
-    }
+    assert_close(&features, &expected.data, 1e-4, "uncut model");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -277,9 +278,7 @@ fn models_split_after_the_front_end_compute_the_same_features() {
             assert_eq!((frames, conv.len()), (frames_for(samples), frames * channels));
             assert_eq!(split.transformer(&conv, &mut ours).unwrap(), frames);
             whole.run(&audio, &mut reference).unwrap();
-            for (a, b) in ours.iter().zip(&reference) {
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "dim {dim}, {samples} samples: {a} vs {b}");
-            }
+            assert_close(&ours, &reference, 1e-4, &format!("dim {dim}, {samples} samples"));
         }
     }
 }
