@@ -24,11 +24,24 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use audio::{AudioProcessor, Controls};
-pub use latency::LatencyPlan;
-pub use stage::{Identity, Stage, StageControls};
+pub use latency::{samples_for_ms, LatencyPlan};
+pub use stage::{BlockFailed, FileWait, Identity, Stage, StageControls};
 
 /// Shortest and longest worker block the engine accepts, in milliseconds.
 pub const BLOCK_MS_RANGE: std::ops::RangeInclusive<f64> = 50.0..=500.0;
+
+/// Longest an offline render's audio thread waits for the worker before it gives up and falls
+/// back to dry audio (counted as an under-run), so a wedged stage cannot hang a bounce. After a
+/// timeout the render stops waiting until the worker delivers again, so a hung stage costs one
+/// timeout, not one per call.
+pub const OFFLINE_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Longest the worker waits, before an offline block, for files still being loaded — all of
+/// them together, one deadline. Below [`OFFLINE_WAIT_LIMIT`], so the audio thread is still
+/// waiting when the worker gives up and renders without them.
+pub const FILE_WAIT_LIMIT: Duration = Duration::from_secs(20);
+
+const _: () = assert!(FILE_WAIT_LIMIT.as_secs() < OFFLINE_WAIT_LIMIT.as_secs());
 
 /// How the host drives `process`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +66,29 @@ pub struct EngineConfig {
     /// Worker block length in milliseconds, within [`BLOCK_MS_RANGE`].
     pub block_ms: f64,
     pub mode: RenderMode,
+    /// Offline: how long the worker waits for files still loading before a block
+    /// ([`FILE_WAIT_LIMIT`]; tests raise it).
+    pub file_wait: Duration,
+}
+
+impl EngineConfig {
+    /// Samples per worker block at this configuration's rate: what a stage is built for.
+    pub fn block_samples(&self) -> usize {
+        samples_for_ms(self.block_ms, self.sample_rate)
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            sample_rate: 48_000.0,
+            max_buffer: 512,
+            channels: 2,
+            block_ms: 100.0,
+            mode: RenderMode::Realtime,
+            file_wait: FILE_WAIT_LIMIT,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -77,6 +113,10 @@ pub struct EngineStats {
     /// Times the worker stream was restarted (reset, or the input ring overflowing during a
     /// long stall).
     pub restarts: AtomicU64,
+    /// Blocks the worker has processed and handed back.
+    pub blocks: AtomicU64,
+    /// Blocks whose stage panicked (they passed dry).
+    pub crashes: AtomicU64,
 }
 
 impl EngineStats {
@@ -86,6 +126,14 @@ impl EngineStats {
 
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub fn blocks(&self) -> u64 {
+        self.blocks.load(Ordering::Acquire)
+    }
+
+    pub fn crashes(&self) -> u64 {
+        self.crashes.load(Ordering::Relaxed)
     }
 }
 
@@ -101,30 +149,31 @@ struct Handshake {
     stop: std::sync::atomic::AtomicBool,
 }
 
-/// Stage controls as the audio thread sends them: stamped with the stream they belong to (its
-/// restart number) and the stream position, in samples, from which they apply.
+/// A stage's controls as the audio thread sends them: one event per worker block, stamped with
+/// the stream position of the block's first sample (the value in effect at that sample).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct ControlEvent {
-    serial: u32,
-    at: u64,
-    controls: StageControls,
+struct ControlEvent<C> {
+    block_start: u64,
+    controls: C,
 }
 
-/// Control changes in flight between the audio thread and the worker. One per `process` call
-/// at most; when full, the audio thread retries on its next call.
-const CONTROL_EVENTS: usize = 64;
+/// Worker blocks that can be in flight at once, so the per-block rings (controls, gaps) can
+/// never fill: at most a ring's worth of samples plus the block being assembled.
+pub(crate) fn blocks_in_flight(plan: &LatencyPlan) -> usize {
+    plan.ring_capacity() / plan.block + 3
+}
 
 /// One running engine: the audio-thread half plus the worker thread it feeds.
-pub struct Engine {
-    audio: AudioProcessor,
+pub struct Engine<C> {
+    audio: AudioProcessor<C>,
     /// Stopped and joined when the engine is dropped. Never touched otherwise: the two halves
     /// talk only through the rings and the handshake.
     _worker: worker::WorkerThread,
 }
 
-impl Engine {
+impl<C: StageControls> Engine<C> {
     /// Validates `config`, preallocates every buffer and starts the worker thread.
-    pub fn start(config: EngineConfig, stage: Box<dyn Stage>) -> Result<Self, EngineError> {
+    pub fn start(config: EngineConfig, stage: impl Stage<Controls = C> + 'static) -> Result<Self, EngineError> {
         if !(config.sample_rate.is_finite() && config.sample_rate > 0.0) {
             return Err(EngineError::InvalidSampleRate(config.sample_rate));
         }
@@ -141,19 +190,26 @@ impl Engine {
         let capacity = plan.ring_capacity();
         let (to_worker, worker_input) = rtrb::RingBuffer::new(capacity);
         let (worker_output, from_worker) = rtrb::RingBuffer::new(capacity);
-        let (control_events, worker_controls) = rtrb::RingBuffer::new(CONTROL_EVENTS);
+        let (control_events, worker_controls) = rtrb::RingBuffer::new(blocks_in_flight(&plan));
+        let (worker_gaps, gaps) = rtrb::RingBuffer::new(blocks_in_flight(&plan));
         let handshake = Arc::new(Handshake::default());
         let stats = Arc::new(EngineStats::default());
         let lag = (config.mode == RenderMode::Realtime).then(|| {
             worker::LagWatch::new(stats.clone(), Duration::from_secs_f64(plan.block as f64 / config.sample_rate))
         });
-        let rings = worker::WorkerRings { input: worker_input, output: worker_output, controls: worker_controls };
+        let rings = worker::WorkerRings {
+            input: worker_input,
+            output: worker_output,
+            controls: worker_controls,
+            gaps: worker_gaps,
+        };
+        let offline = (config.mode == RenderMode::Offline).then_some(config.file_wait);
         let worker = worker::WorkerThread::spawn(
-            worker::BlockWorker::new(plan.block, stage, rings, handshake.clone(), config.mode, lag),
+            worker::BlockWorker::new(plan.block, Box::new(stage), rings, handshake.clone(), stats.clone(), offline, lag),
             handshake.clone(),
         )
         .map_err(EngineError::WorkerSpawn)?;
-        let rings = audio::AudioRings { to_worker, from_worker, control_events };
+        let rings = audio::AudioRings { to_worker, from_worker, control_events, gaps };
         let audio = AudioProcessor::new(&config, plan, rings, handshake, worker.thread().clone(), stats);
         Ok(Self { audio, _worker: worker })
     }
@@ -172,7 +228,7 @@ impl Engine {
     }
 
     /// Audio thread: see [`AudioProcessor::process`].
-    pub fn process(&mut self, channels: &mut [&mut [f32]], controls: Controls) {
+    pub fn process(&mut self, channels: &mut [&mut [f32]], controls: Controls<C>) {
         self.audio.process(channels, controls);
     }
 

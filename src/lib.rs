@@ -5,10 +5,10 @@
 //!   threads.
 //! - [`engine`] — the real-time scheme shared by the plugin, the CLI and the tests: an
 //!   audio-thread half and a worker thread joined by lock-free rings.
-//! - stages ([`engine::Stage`]) — the processing the worker runs on fixed blocks; [`retrieval`]
-//!   holds the feature-index side: validating, loading, searching, blending, building.
-//! - [`pipeline`] — the stage chain the plugin and the CLI share.
+//! - [`voice`] — the voice-conversion pipeline the plugin and the CLI share: the one
+//!   [`engine::Stage`], built from typed steps in the order audio flows.
 //! - [`features`] — content models (HuBERT / ContentVec ONNX) through ONNX Runtime.
+//! - [`retrieval`] — the feature index: validating, loading, searching, blending, building.
 //! - [`plot`] — the font the CLI's plots use.
 //! - [`npy`] — feature matrices as `.npy` files for the CLI.
 //! - [`rt`] — allocation-free primitives the audio thread is built from.
@@ -16,10 +16,10 @@
 pub mod engine;
 pub mod features;
 pub mod npy;
-pub mod pipeline;
 pub mod plot;
 pub mod plugin;
 pub mod retrieval;
 pub mod rt;
+pub mod voice;
 
 pub use plugin::RvcStage;

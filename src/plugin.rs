@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use nice_plug::prelude::*;
 
-use crate::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls};
-use crate::pipeline::voice_stages;
-use crate::retrieval::{DiscardFeatures, FeatureRecorder, FeatureSink};
+use crate::engine::{Controls, Engine, EngineConfig, RenderMode};
+use crate::voice::{FeatureRecorder, VoiceControls, VoiceFiles, VoiceStage, VoiceStatus};
 pub use params::RvcStageParams;
 
 /// Set to a `.npy` path, the plugin records the blended content features of each activation's
@@ -27,7 +26,9 @@ pub struct RvcStage {
     params: Arc<RvcStageParams>,
     /// The running engine; `None` while inactive. Created in `activate`, so constructing the
     /// plugin (what hosts do when they scan) costs nothing.
-    engine: Option<Engine>,
+    engine: Option<Engine<VoiceControls>>,
+    /// The running pipeline's status board (files, errors, time per step).
+    status: Option<Arc<VoiceStatus>>,
     /// The block length the engine was activated with; a different parameter value asks the
     /// host to re-activate the plugin.
     active_block_ms: i32,
@@ -38,21 +39,30 @@ pub struct RvcStage {
 }
 
 impl RvcStage {
-    /// The sink for the blended features: nothing until the synthesizer exists, or the
-    /// recorder [`FEATURE_DUMP_VAR`] asks for.
-    fn feature_sink(&mut self) -> Box<dyn FeatureSink> {
+    /// The voice pipeline for one activation, recording its features if [`FEATURE_DUMP_VAR`]
+    /// asks for it.
+    fn voice_stage(&mut self, config: &EngineConfig) -> VoiceStage {
+        let files = VoiceFiles { model: self.params.hubert.0.reader(), index: self.params.index.0.reader() };
+        let stage = VoiceStage::new(files, config.sample_rate, config.block_samples());
         self.feature_dump = std::env::var_os(FEATURE_DUMP_VAR)
             .filter(|path| !path.is_empty())
             .map(|path| (PathBuf::from(path), FeatureRecorder::default()));
         match &self.feature_dump {
-            Some((_, recorder)) => Box::new(recorder.clone()),
-            None => Box::new(DiscardFeatures),
+            Some((_, recorder)) => stage.with_tap(Box::new(recorder.clone())),
+            None => stage,
         }
+    }
+
+    /// The status board of the running pipeline (`None` while inactive): what each step uses,
+    /// why it failed, its time per block. For an editor and for tests.
+    pub fn voice_status(&self) -> Option<Arc<VoiceStatus>> {
+        self.status.clone()
     }
 
     /// Joins the worker, then writes the feature dump if one was asked for.
     fn stop_engine(&mut self) {
         self.engine = None;
+        self.status = None;
         if let Some((path, recorder)) = self.feature_dump.take() {
             if let Err(error) = crate::npy::write_matrix(&path, &recorder.take()) {
                 nice_error!("RVC Stage cannot write its feature dump: {error}");
@@ -60,12 +70,12 @@ impl RvcStage {
         }
     }
 
-    fn controls(&self) -> Controls {
+    fn controls(&self) -> Controls<VoiceControls> {
         Controls {
             mix: self.params.dry_wet.value(),
             gain: util::db_to_gain(self.params.output_gain.value()),
             bypass: self.params.bypass.value(),
-            stage: StageControls {
+            stage: VoiceControls {
                 index_ratio: self.params.index_ratio.value(),
                 context_frames: self.params.context_frames.value().max(0) as usize,
             },
@@ -95,9 +105,20 @@ impl Plugin for RvcStage {
         },
     ];
 
+    // Parameter changes split the host's buffer, so the controls a worker block gets are the
+    // ones in effect at its first sample, whatever the host's buffer sizes: offline renders of
+    // automation repeat exactly.
+    const SAMPLE_ACCURATE_AUTOMATION: bool = true;
+
     type SysExMessage = ();
     type BackgroundTask = ();
     type Editor = ();
+
+    /// Before a state's fields are applied (in key order: the model before the ONNX Runtime
+    /// library it needs), the library it names is recorded, so the model's load uses it.
+    fn filter_state(state: &mut PluginState) {
+        params::prefer_runtime_of(state);
+    }
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
@@ -121,14 +142,15 @@ impl Plugin for RvcStage {
                 ProcessMode::Offline => RenderMode::Offline,
                 ProcessMode::Realtime | ProcessMode::Buffered => RenderMode::Realtime,
             },
+            ..EngineConfig::default()
         };
-        let sink = self.feature_sink();
-        let (model, index) = (self.params.hubert.0.reader(), self.params.index.0.reader());
-        let stages = voice_stages(model, index, config.sample_rate, sink);
-        match Engine::start(config, Box::new(stages.stage)) {
+        let stage = self.voice_stage(&config);
+        let status = stage.status();
+        match Engine::start(config, stage) {
             Ok(engine) => {
                 context.set_latency_samples(engine.latency_samples() as u32);
                 self.engine = Some(engine);
+                self.status = Some(status);
                 self.active_block_ms = block_ms;
                 self.restart_requested = false;
                 true
@@ -177,14 +199,14 @@ impl ClapPlugin for RvcStage {
     const CLAP_DESCRIPTION: Option<&'static str> = Some("Real-time retrieval-based voice conversion");
     const CLAP_MANUAL_URL: Option<&'static str> = None;
     const CLAP_SUPPORT_URL: Option<&'static str> = None;
-    const CLAP_FEATURES: &'static [ClapFeature] =
-        &[ClapFeature::AudioEffect, ClapFeature::PitchShifter, ClapFeature::Custom("rvc-stage:voice")];
+    // What it does today: it passes the voice through while computing its features. The pitch
+    // shifter category comes back with the synthesizer.
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Custom("rvc-stage:voice")];
 }
 
 impl Vst3Plugin for RvcStage {
     const VST3_CLASS_ID: [u8; 16] = *b"RvcStageVoiceCnv";
-    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
-        &[Vst3SubCategory::Fx, Vst3SubCategory::PitchShift, Vst3SubCategory::Custom("Voice")];
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Custom("Voice")];
 }
 
 nice_export_clap!(RvcStage);

@@ -4,13 +4,13 @@
 mod common;
 
 use common::*;
-use rvc_stage::engine::{Controls, Engine, EngineConfig, Identity, RenderMode, Stage};
+use rvc_stage::engine::{BlockFailed, Controls, Engine, EngineConfig, Identity, RenderMode, Stage};
 
 fn config(sample_rate: f64, max_buffer: usize, channels: usize, mode: RenderMode) -> EngineConfig {
-    EngineConfig { sample_rate, max_buffer, channels, block_ms: 50.0, mode }
+    EngineConfig { sample_rate, max_buffer, channels, block_ms: 50.0, mode, ..EngineConfig::default() }
 }
 
-fn offline(sample_rate: f64, max_buffer: usize, channels: usize, stage: Box<dyn Stage>) -> Engine {
+fn offline(sample_rate: f64, max_buffer: usize, channels: usize, stage: impl Stage<Controls = ()> + 'static) -> Engine<()> {
     Engine::start(config(sample_rate, max_buffer, channels, RenderMode::Offline), stage).unwrap()
 }
 
@@ -19,7 +19,7 @@ fn impulse_appears_exactly_after_the_reported_latency() {
     let rates = [8_000.0, 1_234.567_8, 44_100.0, 45_678.901, 48_000.0, 192_000.0];
     for (i, &rate) in rates.iter().enumerate() {
         for (max_buffer, channels) in [(1, 1), (17, 2), (512, 2), (2027, 1)] {
-            let mut engine = offline(rate, max_buffer, channels, Box::new(Identity));
+            let mut engine = offline(rate, max_buffer, channels, Identity);
             let latency = engine.latency_samples();
             let at = 123 + i;
             let mut input = vec![vec![0.0; at + latency + 200]; channels];
@@ -43,7 +43,7 @@ fn offline_output_does_not_depend_on_call_sizes() {
     let controls = Controls { mix: 0.7, gain: 0.8, ..Controls::default() };
     let mut renders = Vec::new();
     for sizes in [0, 1, 2] {
-        let mut engine = offline(44_100.0, 1024, 2, Box::new(OnePole::default()));
+        let mut engine = offline(44_100.0, 1024, 2, OnePole::default());
         let output = match sizes {
             0 => render(&mut engine, &input, controls, || 1024),
             1 => render(&mut engine, &input, controls, random_sizes(7, 1024)),
@@ -63,7 +63,7 @@ fn offline_output_does_not_depend_on_call_sizes() {
 fn realtime_underruns_crossfade_to_delayed_dry_without_allocating() {
     let rate = 48_000.0;
     let stage = Stalling { inner: Scale(0.5), every: 20, stall: std::time::Duration::from_millis(60), blocks: 0 };
-    let mut engine = Engine::start(config(rate, 256, 1, RenderMode::Realtime), Box::new(stage)).unwrap();
+    let mut engine = Engine::start(config(rate, 256, 1, RenderMode::Realtime), stage).unwrap();
     let latency = engine.latency_samples();
     let fade = engine.plan().fade;
     // A positive signal, so g can be recovered at every sample.
@@ -110,7 +110,7 @@ fn non_finite_and_subnormal_input_never_reaches_the_output() {
         }
     }
     for gain in [1.0, 3.98] {
-        let mut engine = offline(96_000.0, 333, 2, Box::new(Identity));
+        let mut engine = offline(96_000.0, 333, 2, Identity);
         let output =
             render(&mut engine, &input, Controls { mix: 0.5, gain, ..Controls::default() }, random_sizes(9, 333));
         assert_clean(&output);
@@ -120,7 +120,7 @@ fn non_finite_and_subnormal_input_never_reaches_the_output() {
 
 #[test]
 fn reset_mid_stream_clears_history_without_allocating() {
-    let mut engine = offline(22_050.0, 64, 1, Box::new(Identity));
+    let mut engine = offline(22_050.0, 64, 1, Identity);
     let latency = engine.latency_samples();
     let input = noise(6, 3 * latency, 0.5);
     let mut output = input.clone();
@@ -147,7 +147,7 @@ fn reset_mid_stream_clears_history_without_allocating() {
 
 #[test]
 fn calls_larger_than_announced_are_split_and_stay_exact() {
-    let mut engine = offline(48_000.0, 64, 1, Box::new(Identity));
+    let mut engine = offline(48_000.0, 64, 1, Identity);
     let latency = engine.latency_samples();
     let input = noise(11, latency + 40_000, 0.5);
     let output = render(&mut engine, std::slice::from_ref(&input), Controls::default(), || 16_384);
@@ -160,7 +160,7 @@ fn dry_mix_and_bypass_keep_each_channels_own_signal_delayed() {
     for controls in
         [Controls { mix: 0.0, ..Controls::default() }, Controls { bypass: true, gain: 0.1, ..Controls::default() }]
     {
-        let mut engine = offline(16_000.0, 128, 2, Box::new(Scale(-1.0)));
+        let mut engine = offline(16_000.0, 128, 2, Scale(-1.0));
         let latency = engine.latency_samples();
         let output = render(&mut engine, &input, controls, random_sizes(14, 128));
         for c in 0..2 {
@@ -179,7 +179,7 @@ fn engine_rejects_configurations_it_cannot_run_with_a_clear_error() {
         (EngineConfig { channels: 0, ..config(48_000.0, 64, 2, RenderMode::Realtime) }, "no audio channels"),
     ];
     for (config, message) in bad {
-        let error = Engine::start(config, Box::new(Identity)).err().expect("must be rejected");
+        let error = Engine::start(config, Identity).err().expect("must be rejected");
         assert!(error.to_string().contains(message), "{error}");
     }
 }
@@ -188,7 +188,7 @@ fn engine_rejects_configurations_it_cannot_run_with_a_clear_error() {
 fn wet_is_the_channel_average_for_any_channel_count() {
     for channels in [1, 2, 3, 6] {
         let input: Vec<Vec<f32>> = (0..channels).map(|c| noise(20 + c as u64, 12_000, 0.5)).collect();
-        let mut engine = offline(32_000.0, 256, channels, Box::new(Identity));
+        let mut engine = offline(32_000.0, 256, channels, Identity);
         let latency = engine.latency_samples();
         let output = render(&mut engine, &input, Controls::default(), random_sizes(15, 256));
         for n in latency..12_000 {
@@ -205,8 +205,8 @@ fn wet_is_the_channel_average_for_any_channel_count() {
 #[test]
 fn stage_latency_is_reported_and_compensated() {
     for stage_delay in [1, 37, 5000] {
-        let mut engine = offline(44_100.0, 128, 1, Box::new(DelayedHalf::new(stage_delay)));
-        let without_stage = offline(44_100.0, 128, 1, Box::new(Identity)).latency_samples();
+        let mut engine = offline(44_100.0, 128, 1, DelayedHalf::new(stage_delay));
+        let without_stage = offline(44_100.0, 128, 1, Identity).latency_samples();
         let latency = engine.latency_samples();
         assert_eq!(latency, without_stage + stage_delay);
         let at = 300;
@@ -216,4 +216,115 @@ fn stage_latency_is_reported_and_compensated() {
         let peaks: Vec<(usize, f32)> = output[0].iter().copied().enumerate().filter(|(_, x)| *x != 0.0).collect();
         assert_eq!(peaks, [(at + latency, 0.5)], "stage delay {stage_delay}");
     }
+}
+
+/// Halves its input, and panics on block `panic_on` (counted from 0 in its life).
+struct PanicsOnce {
+    panic_on: usize,
+    blocks: usize,
+}
+
+impl Stage for PanicsOnce {
+    type Controls = ();
+    fn process(&mut self, input: &[f32], _: &(), output: &mut [f32]) -> Result<(), BlockFailed> {
+        self.blocks += 1;
+        if self.blocks == self.panic_on + 1 {
+            panic!("a test stage gave up on block {}", self.panic_on);
+        }
+        for (out, x) in output.iter_mut().zip(input) {
+            *out = 0.5 * x;
+        }
+        Ok(())
+    }
+}
+
+/// A stage that panics costs one block: it passes dry (crossfaded, counted as an under-run),
+/// the block after it is wet again, and an offline render goes on at once instead of waiting
+/// for a worker that would never deliver.
+#[test]
+fn a_panicking_stage_passes_one_block_dry_and_the_next_ones_wet() {
+    for mode in [RenderMode::Offline, RenderMode::Realtime] {
+        let stage = PanicsOnce { panic_on: 5, blocks: 0 };
+        let mut engine = Engine::start(config(48_000.0, 256, 1, mode), stage).unwrap();
+        let (latency, block) = (engine.latency_samples(), engine.plan().block);
+        // Constant 1.0 input: output = 1 − g/2 for wet weight g.
+        let input = vec![vec![1.0f32; 20 * block]];
+        let mut output = input.clone();
+        let mut start = 0;
+        while start < input[0].len() {
+            let end = (start + 256).min(input[0].len());
+            engine.process(&mut [&mut output[0][start..end]], Controls::default());
+            if mode == RenderMode::Realtime {
+                std::thread::sleep(std::time::Duration::from_secs_f64(256.0 / 48_000.0 / 4.0));
+            }
+            start = end;
+        }
+        let weights: Vec<f32> = output[0][latency..].iter().map(|out| 2.0 * (1.0 - out)).collect();
+        let gap = 5 * block..6 * block;
+        assert!(weights[gap.clone()].iter().all(|g| *g == 0.0), "{mode:?}: the crashed block passes dry");
+        let after = &weights[gap.end + block..];
+        if mode == RenderMode::Offline {
+            assert!(after.iter().all(|g| *g == 1.0), "wet again");
+            assert!(weights[..gap.start - block].iter().all(|g| *g == 1.0), "wet before");
+        } else {
+            // Live, the machine's scheduling may add under-runs of its own.
+            assert!(after.contains(&1.0), "wet again");
+        }
+        assert_eq!(engine.stats().crashes(), 1, "{mode:?}");
+        assert!(engine.stats().underruns() >= 1, "{mode:?}: counted as an under-run");
+    }
+}
+
+/// Waits, in the worker's offline settle, for a load that blocks until the test lets it go.
+struct WaitsForLoad(rvc_stage::engine::slot::SlotReader<u32>);
+
+impl Stage for WaitsForLoad {
+    type Controls = ();
+    fn process(&mut self, input: &[f32], _: &(), output: &mut [f32]) -> Result<(), BlockFailed> {
+        output.copy_from_slice(input);
+        Ok(())
+    }
+    fn settle(&mut self, wait: &rvc_stage::engine::FileWait) {
+        self.0.settle(wait);
+    }
+}
+
+/// Deactivation (dropping the engine) and dropping the file's slot return while a load is
+/// still blocked, with the worker's wait for loads unbounded; the load's thread ends once it
+/// is let go. (The test would hang, not fail, if either waited: each is given 30 s.)
+#[test]
+fn stopping_returns_while_a_load_is_blocked_and_the_load_ends_later() {
+    use rvc_stage::engine::slot::{Loader, Slot};
+    use std::sync::{mpsc, Arc, Mutex};
+    let gate = Arc::new(Mutex::new(()));
+    let closed = gate.lock().unwrap();
+    let loader: Loader<u32> = {
+        let gate = gate.clone();
+        Arc::new(move |_: &std::path::Path| {
+            drop(gate.lock().unwrap_or_else(|e| e.into_inner()));
+            Ok(Arc::new(1))
+        })
+    };
+    let slot = Slot::new(loader.clone());
+    slot.request(Some("/blocked.bin".into()));
+    let config = EngineConfig { file_wait: std::time::Duration::from_secs(24 * 3600), ..config(48_000.0, 4800, 1, RenderMode::Offline) };
+    let mut engine = Engine::start(config, WaitsForLoad(slot.reader())).unwrap();
+    // A whole block reaches the worker, which starts waiting for the load.
+    let mut block = vec![0.0f32; 4800];
+    engine.process(&mut [&mut block[..]], Controls::default());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (done, stopped) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(engine);
+        drop(slot);
+        done.send(()).unwrap();
+    });
+    stopped.recv_timeout(std::time::Duration::from_secs(30)).expect("deactivation waited for the blocked load");
+    assert_eq!(Arc::strong_count(&loader), 2, "the load is still running, abandoned");
+    drop(closed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Arc::strong_count(&loader) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(Arc::strong_count(&loader), 1, "the loader thread ended once let go");
 }

@@ -6,12 +6,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode};
-use rvc_stage::features::{frames_for, model_slot, ContentFeatures, ModelOptions};
+use rvc_stage::features::{frames_for, model_slot, ModelOptions};
 use rvc_stage::npy::read_matrix;
-use rvc_stage::retrieval::{FeatureSink, IndexSlot, RetrievalStage};
+use rvc_stage::retrieval::IndexSlot;
+use rvc_stage::voice::{FeatureRecorder, VoiceFiles, VoiceStage};
 
 fn model(dim: usize) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/models/hubert-tiny-{dim}.onnx"))
@@ -118,16 +119,6 @@ fn features_are_deterministic_and_blend_like_retrieve() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[derive(Clone, Default)]
-struct Count(Arc<Mutex<usize>>);
-
-impl FeatureSink for Count {
-    fn accept(&mut self, frames: &[f32], _ratios: &[f32]) {
-        assert!(frames.iter().all(|x| x.is_finite()));
-        *self.0.lock().unwrap() += frames.len() / 256;
-    }
-}
-
 /// Hosts run at rates no WAV file has (clap-validator uses 1234.5678 Hz).
 #[test]
 fn fractional_host_rates_resample_to_50_frames_per_second() {
@@ -136,13 +127,19 @@ fn fractional_host_rates_resample_to_50_frames_per_second() {
     models.request(Some(model(256)));
     models.wait();
     let rate = 1234.5678;
-    let count = Count::default();
+    let recorder = FeatureRecorder::default();
     let slot = IndexSlot::default();
-    let source = ContentFeatures::new(models.reader(), rate);
-    let stage = RetrievalStage::new(Box::new(source), Box::new(count.clone()), slot.reader());
-    let config =
-        EngineConfig { sample_rate: rate, max_buffer: 64, channels: 1, block_ms: 100.0, mode: RenderMode::Offline };
-    let mut engine = Engine::start(config, Box::new(stage)).unwrap();
+    let config = EngineConfig {
+        sample_rate: rate,
+        max_buffer: 64,
+        channels: 1,
+        block_ms: 100.0,
+        mode: RenderMode::Offline,
+        ..EngineConfig::default()
+    };
+    let files = VoiceFiles { model: models.reader(), index: slot.reader() };
+    let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
+    let mut engine = Engine::start(config, stage).unwrap();
     let seconds = 4.0;
     let mut audio = common::noise(3, (seconds * rate) as usize, 0.3);
     for chunk in audio.chunks_mut(64) {
@@ -150,6 +147,8 @@ fn fractional_host_rates_resample_to_50_frames_per_second() {
     }
     drop(engine);
     // Blocks still in flight (one block plus the compute budget) are not counted.
-    let frames = *count.0.lock().unwrap() as f64;
+    let recorded = recorder.take();
+    assert!(recorded.data.iter().all(|x| x.is_finite()));
+    let frames = recorded.rows as f64;
     assert!((180.0..=200.0).contains(&frames), "{frames} frames for {seconds} s");
 }

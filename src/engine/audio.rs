@@ -18,45 +18,41 @@ use multiversion::multiversion;
 use rtrb::{Consumer, Producer};
 
 use super::latency::samples_for_ms;
-use super::{ControlEvent, EngineConfig, EngineStats, Handshake, LatencyPlan, RenderMode, StageControls};
+use super::{ControlEvent, EngineConfig, EngineStats, Handshake, LatencyPlan, RenderMode, StageControls, OFFLINE_WAIT_LIMIT};
 use crate::rt::{flush, DelayLine, Ramp};
 
 /// Smoothing time for dry/wet, output gain and bypass changes.
 const CONTROL_RAMP_MS: f64 = 20.0;
 
-/// Longest an offline render waits for the worker before it gives up and falls back to dry
-/// audio (counted as an under-run), so a wedged stage cannot hang a bounce. After a timeout
-/// the render stops waiting until the worker delivers again, so a hung stage costs one
-/// timeout, not one per call.
-const OFFLINE_WAIT_LIMIT: Duration = Duration::from_secs(30);
-
 /// How long an offline render sleeps between checks while it waits for the worker.
 const OFFLINE_WAIT_POLL: Duration = Duration::from_micros(50);
 
-/// The per-call control values, already in their final units.
+/// The per-call control values, already in their final units. `C` is the stage's own.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Controls {
+pub struct Controls<C> {
     /// Wet share of the output, 0 (dry) ..= 1 (fully processed).
     pub mix: f32,
     /// Linear output gain applied to the mixed signal.
     pub gain: f32,
     /// Output the latency-compensated dry signal at unity gain (crossfaded, like any change).
     pub bypass: bool,
-    /// Values for the worker's stage, sent along with the samples of this call.
-    pub stage: StageControls,
+    /// Values for the worker's stage: sent with every worker block that starts in this call.
+    pub stage: C,
 }
 
-impl Default for Controls {
+impl<C: Default> Default for Controls<C> {
     fn default() -> Self {
-        Self { mix: 1.0, gain: 1.0, bypass: false, stage: StageControls::default() }
+        Self { mix: 1.0, gain: 1.0, bypass: false, stage: C::default() }
     }
 }
 
 /// The audio thread's ends of the rings it shares with the worker.
-pub struct AudioRings {
+pub struct AudioRings<C> {
     pub to_worker: Producer<f32>,
     pub from_worker: Consumer<f32>,
-    pub control_events: Producer<ControlEvent>,
+    pub control_events: Producer<ControlEvent<C>>,
+    /// Stream positions of blocks the worker could not process (their wet audio is silence).
+    pub gaps: Consumer<u64>,
 }
 
 /// Whether the worker stream is live or being restarted.
@@ -69,15 +65,14 @@ enum Stream {
     Restarting(u32),
 }
 
-pub struct AudioProcessor {
+pub struct AudioProcessor<C> {
     plan: LatencyPlan,
     latency: i64,
     mode: RenderMode,
     to_worker: Producer<f32>,
     from_worker: Consumer<f32>,
-    control_events: Producer<ControlEvent>,
-    /// The stage controls the worker has for the current stream (`None`: none sent yet).
-    sent_controls: Option<StageControls>,
+    control_events: Producer<ControlEvent<C>>,
+    gaps: Consumer<u64>,
     /// Samples sent to the worker in the current stream.
     stream_sent: u64,
     handshake: Arc<Handshake>,
@@ -117,11 +112,11 @@ pub struct AudioProcessor {
     hung_at: Option<u64>,
 }
 
-impl AudioProcessor {
+impl<C: StageControls> AudioProcessor<C> {
     pub(super) fn new(
         config: &EngineConfig,
         plan: LatencyPlan,
-        rings: AudioRings,
+        rings: AudioRings<C>,
         handshake: Arc<Handshake>,
         worker_thread: Thread,
         stats: Arc<EngineStats>,
@@ -136,7 +131,7 @@ impl AudioProcessor {
             to_worker: rings.to_worker,
             from_worker: rings.from_worker,
             control_events: rings.control_events,
-            sent_controls: None,
+            gaps: rings.gaps,
             stream_sent: 0,
             handshake,
             worker_thread,
@@ -177,7 +172,7 @@ impl AudioProcessor {
     /// output. All channels must have the same length; any length is accepted (calls longer
     /// than the configured maximum are split). Channels beyond the configured count are
     /// silenced.
-    pub fn process(&mut self, channels: &mut [&mut [f32]], controls: Controls) {
+    pub fn process(&mut self, channels: &mut [&mut [f32]], controls: Controls<C>) {
         let frames = channels.iter().map(|c| c.len()).min().unwrap_or(0);
         let max = self.mono.len();
         let mut start = 0;
@@ -217,7 +212,7 @@ impl AudioProcessor {
         self.wake_worker_offline();
     }
 
-    fn process_chunk(&mut self, channels: &mut [&mut [f32]], range: std::ops::Range<usize>, controls: Controls) {
+    fn process_chunk(&mut self, channels: &mut [&mut [f32]], range: std::ops::Range<usize>, controls: Controls<C>) {
         let n = range.len();
         let first_input = self.position - self.latency;
         self.finish_restart();
@@ -265,11 +260,11 @@ impl AudioProcessor {
         if let Ok(chunk) = self.from_worker.read_chunk(stale) {
             chunk.commit_all();
         }
+        while self.gaps.pop().is_ok() {}
         self.stream_start = self.position;
         self.wet_next = self.position - self.plan.stage as i64;
         self.stream = Stream::Live;
         self.stream_sent = 0;
-        self.sent_controls = None;
     }
 
     /// Writes the sanitised channel average of the host's input to `mono`.
@@ -289,21 +284,20 @@ impl AudioProcessor {
         }
     }
 
-    /// Hands the downmix to the worker. If the worker has stalled so long that the ring is
-    /// full, the stream restarts instead of dropping samples silently, because a gap would
-    /// shift every later wet sample against its dry counterpart.
-    fn send_to_worker(&mut self, n: usize, controls: StageControls) {
+    /// Hands the downmix to the worker, with the stage controls for every worker block that
+    /// starts in it (the values in effect at the block's first sample). If the worker has
+    /// stalled so long that the ring is full, the stream restarts instead of dropping samples
+    /// silently, because a gap would shift every later wet sample against its dry counterpart.
+    fn send_to_worker(&mut self, n: usize, controls: C) {
         if self.stream != Stream::Live {
             return;
         }
-        if self.sent_controls != Some(controls) {
-            let event = ControlEvent { serial: self.restart_serial, at: self.stream_sent, controls };
-            // A full queue (64 changes the worker has not reached) retries on the next call.
-            if self.control_events.push(event).is_ok() {
-                self.sent_controls = Some(controls);
-            }
-        }
-        if self.to_worker.push_entire_slice(&self.mono[..n]).is_err() {
+        let block = self.plan.block as u64;
+        let mut block_start = self.stream_sent.div_ceil(block) * block;
+        let events = (self.stream_sent + n as u64).saturating_sub(block_start).div_ceil(block) as usize;
+        // The control ring holds an event for every block that can be in flight, so it is only
+        // full when the sample ring is.
+        if self.to_worker.slots() < n || self.control_events.slots() < events {
             if !self.late {
                 self.stats.underruns.fetch_add(1, Ordering::Relaxed);
             }
@@ -311,6 +305,11 @@ impl AudioProcessor {
             self.request_restart();
             return;
         }
+        for _ in 0..events {
+            let _ = self.control_events.push(ControlEvent { block_start, controls });
+            block_start += block;
+        }
+        let _ = self.to_worker.push_entire_slice(&self.mono[..n]);
         self.stream_sent += n as u64;
         self.wake_worker_offline();
     }
@@ -367,7 +366,7 @@ impl AudioProcessor {
             self.consume_wet(stale as usize);
             queued -= stale;
         }
-        let available_until = self.wet_next + queued;
+        let available_until = self.before_next_gap(first_input, self.wet_next + queued);
         let from = self.wet_next.max(first_input);
         let count = (available_until.min(end_input) - from).max(0) as usize;
         let offset = (from - first_input) as usize;
@@ -391,6 +390,23 @@ impl AudioProcessor {
         available_until
     }
 
+    /// Clips the end of available wet audio at the next block the worker could not process:
+    /// from there on the wet signal is missing, as in an under-run, so the output crossfades to
+    /// dry before it and back after it. Gaps this call has passed are dropped.
+    fn before_next_gap(&mut self, first_input: i64, available_until: i64) -> i64 {
+        // Worker output sample `j` of the stream belongs to input index `origin + j`.
+        let origin = self.stream_start - self.plan.stage as i64;
+        while let Ok(&gap) = self.gaps.peek() {
+            let start = origin + gap as i64;
+            if start + (self.plan.block as i64) <= first_input {
+                let _ = self.gaps.pop();
+                continue;
+            }
+            return available_until.min(start.max(first_input));
+        }
+        available_until
+    }
+
     fn consume_wet(&mut self, count: usize) {
         if let Ok(chunk) = self.from_worker.read_chunk(count) {
             chunk.commit_all();
@@ -400,7 +416,7 @@ impl AudioProcessor {
 
     /// Computes this call's wet weight (`mix × g`) and gain. Returns them as constants when
     /// nothing ramps, which is the common case and keeps the mixing loop trivial.
-    fn weights(&mut self, first_input: i64, n: usize, available_until: i64, controls: Controls) -> Option<(f32, f32)> {
+    fn weights(&mut self, first_input: i64, n: usize, available_until: i64, controls: Controls<C>) -> Option<(f32, f32)> {
         let (mix_target, gain_target) = if controls.bypass { (0.0, 1.0) } else { (controls.mix, controls.gain) };
         // Samples [usable_from, usable_until) have wet audio now and `fade` samples beyond.
         let live = self.stream == Stream::Live;
@@ -518,9 +534,11 @@ mod tests {
     const CALL: usize = 10;
 
     struct Harness {
-        audio: AudioProcessor,
+        audio: AudioProcessor<u32>,
         worker_in: Consumer<f32>,
         worker_out: Producer<f32>,
+        worker_controls: Consumer<ControlEvent<u32>>,
+        worker_gaps: Producer<u64>,
         handshake: Arc<Handshake>,
     }
 
@@ -532,16 +550,18 @@ mod tests {
                 channels: 1,
                 block_ms: *BLOCK_MS_RANGE.start(),
                 mode,
+                ..EngineConfig::default()
             };
             let plan = LatencyPlan::new(RATE, CALL, config.block_ms, 0);
             let (to_worker, worker_in) = rtrb::RingBuffer::new(plan.ring_capacity());
             let (worker_out, from_worker) = rtrb::RingBuffer::new(plan.ring_capacity());
             let handshake = Arc::new(Handshake::default());
-            let (control_events, _) = rtrb::RingBuffer::new(1);
-            let rings = AudioRings { to_worker, from_worker, control_events };
+            let (control_events, worker_controls) = rtrb::RingBuffer::new(crate::engine::blocks_in_flight(&plan));
+            let (worker_gaps, gaps) = rtrb::RingBuffer::new(crate::engine::blocks_in_flight(&plan));
+            let rings = AudioRings { to_worker, from_worker, control_events, gaps };
             let thread = std::thread::current();
             let audio = AudioProcessor::new(&config, plan, rings, handshake.clone(), thread, Arc::default());
-            Self { audio, worker_in, worker_out, handshake }
+            Self { audio, worker_in, worker_out, worker_controls, worker_gaps, handshake }
         }
 
         /// An infinitely fast worker: everything sent comes back at once, halved.
@@ -549,6 +569,7 @@ mod tests {
             while let Ok(x) = self.worker_in.pop() {
                 self.worker_out.push(0.5 * x).unwrap();
             }
+            while self.worker_controls.pop().is_ok() {}
             let requested = self.handshake.requested.load(Ordering::Acquire);
             self.handshake.acknowledged.store(requested, Ordering::Release);
             self.handshake.progress.fetch_add(1, Ordering::Release);
@@ -599,6 +620,35 @@ mod tests {
         assert!(first_wet < dry_from && dry_from < back_to_wet, "wet, then dry during the stall, then wet again");
         assert_eq!(h.audio.stats().underruns(), 1);
         assert_eq!(h.audio.stats().restarts(), 0, "a short stall does not restart the stream");
+    }
+
+    #[test]
+    fn a_block_the_worker_could_not_process_crossfades_to_dry_and_back() {
+        let mut h = Harness::new(RenderMode::Realtime);
+        let latency = h.audio.latency_samples();
+        // The worker marks the block at stream position 200 (samples 200..250) as a gap.
+        h.worker_gaps.push(200).unwrap();
+        let outputs = h.run_with_stall(60, 0, 0);
+        let weights = wet_weights(&outputs[latency..]);
+        assert_ramps_by_fade_steps(&weights);
+        assert!(weights[..190].iter().all(|g| *g == 1.0), "wet before the gap's fade");
+        assert!(weights[200..250].iter().all(|g| *g == 0.0), "dry for the whole gap");
+        assert!(weights[260..].iter().all(|g| *g == 1.0), "wet again after it");
+        assert_eq!(h.audio.stats().underruns(), 1, "counted like an under-run");
+    }
+
+    #[test]
+    fn one_control_event_per_worker_block_with_the_value_at_its_first_sample() {
+        let mut h = Harness::new(RenderMode::Realtime);
+        let mut block = [1.0; 7];
+        for call in 0..30 {
+            h.audio.process(&mut [&mut block[..]], Controls { stage: call, ..Controls::default() });
+        }
+        // 210 samples in 7-sample calls: blocks start at 0, 50, 100, 150 and 200, inside calls
+        // 0, 7 (49..56), 14 (98..105), 21 (147..154) and 28 (196..203).
+        let events: Vec<(u64, u32)> =
+            std::iter::from_fn(|| h.worker_controls.pop().ok()).map(|e| (e.block_start, e.controls)).collect();
+        assert_eq!(events, [(0, 0), (50, 7), (100, 14), (150, 21), (200, 28)]);
     }
 
     #[test]

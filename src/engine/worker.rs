@@ -1,9 +1,11 @@
 //! The block scheduler and its thread. Runs on the **worker thread**: it drains the input ring,
-//! cuts the stream into fixed blocks, runs each through the [`Stage`] and pushes the result to
-//! the output ring. It polls (parking for about a millisecond when idle) so the audio thread
-//! never has to wake it; in offline renders the audio thread unparks it to save that
-//! millisecond.
+//! cuts the stream into fixed blocks, runs each through the [`Stage`] with the controls the
+//! audio thread sent for it and pushes the result to the output ring. It polls (parking for
+//! about a millisecond when idle) so the audio thread never has to wake it; in offline renders
+//! the audio thread unparks it to save that millisecond. A stage that panics costs one block:
+//! it passes dry (the audio thread crossfades as in an under-run) and the stage starts over.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, Thread};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer};
 
-use super::{ControlEvent, EngineStats, Handshake, RenderMode, Stage};
+use super::{BlockFailed, ControlEvent, EngineStats, FileWait, Handshake, Stage, StageControls};
 
 /// How long the worker sleeps when there is nothing to do.
 const IDLE_POLL: Duration = Duration::from_millis(1);
@@ -28,20 +30,26 @@ pub enum Step {
 }
 
 /// The worker's ends of the rings it shares with the audio thread.
-pub struct WorkerRings {
+pub struct WorkerRings<C> {
     pub input: Consumer<f32>,
     pub output: Producer<f32>,
-    pub controls: Consumer<ControlEvent>,
+    pub controls: Consumer<ControlEvent<C>>,
+    /// Stream positions of blocks that passed dry because the stage panicked.
+    pub gaps: Producer<u64>,
 }
 
 /// The worker's state: the block being assembled and the stage it goes through. Single
 /// threaded; [`WorkerThread`] drives it, unit tests call [`step`](Self::step) directly.
-pub struct BlockWorker {
-    stage: Box<dyn Stage>,
+pub struct BlockWorker<C> {
+    stage: Box<dyn Stage<Controls = C>>,
     input: Consumer<f32>,
     output: Producer<f32>,
-    controls: Consumer<ControlEvent>,
+    controls: Consumer<ControlEvent<C>>,
+    gaps: Producer<u64>,
+    /// The controls of the last block (kept should an event ever be missing).
+    current: C,
     handshake: Arc<Handshake>,
+    stats: Arc<EngineStats>,
     /// Stream position of the block being assembled (samples since the stream started).
     block_start: u64,
     /// The block being assembled; always `block_len` long, `filled` samples valid.
@@ -51,20 +59,21 @@ pub struct BlockWorker {
     processed: Vec<f32>,
     /// The last restart request this worker has carried out.
     acknowledged: u32,
-    /// Offline: the stage settles its resources before every block.
-    settle: bool,
+    /// Offline: before every block the stage settles its files, waiting at most this long.
+    file_wait: Option<Duration>,
     /// Realtime: says in the log when the output fell back to dry audio because the worker was
     /// late.
     lag: Option<LagWatch>,
 }
 
-impl BlockWorker {
+impl<C: StageControls> BlockWorker<C> {
     pub fn new(
         block_len: usize,
-        stage: Box<dyn Stage>,
-        rings: WorkerRings,
+        stage: Box<dyn Stage<Controls = C>>,
+        rings: WorkerRings<C>,
         handshake: Arc<Handshake>,
-        mode: RenderMode,
+        stats: Arc<EngineStats>,
+        file_wait: Option<Duration>,
         lag: Option<LagWatch>,
     ) -> Self {
         let acknowledged = handshake.acknowledged.load(Ordering::Acquire);
@@ -73,13 +82,16 @@ impl BlockWorker {
             input: rings.input,
             output: rings.output,
             controls: rings.controls,
+            gaps: rings.gaps,
+            current: C::default(),
             handshake,
+            stats,
             block_start: 0,
             block: vec![0.0; block_len],
             filled: 0,
             processed: vec![0.0; block_len],
             acknowledged,
-            settle: mode == RenderMode::Offline,
+            file_wait,
             lag,
         }
     }
@@ -94,44 +106,58 @@ impl BlockWorker {
         }
         let took_input = self.fill_block();
         if self.filled == self.block.len() && self.output.slots() >= self.block.len() {
-            self.apply_controls();
-            if self.settle {
-                self.stage.settle();
-            }
-            let started = Instant::now();
-            self.stage.process(&self.block, &mut self.processed);
-            if let Some(message) = self.lag.as_mut().and_then(|lag| lag.block_done(started.elapsed(), Instant::now())) {
-                tracing::warn!("{message}");
-            }
-            self.block_start += self.block.len() as u64;
-            self.output
-                .push_entire_slice(&self.processed)
-                .expect("room for the block was checked above and only this thread pushes");
-            self.filled = 0;
-            self.handshake.progress.fetch_add(1, Ordering::Release);
+            self.process_block();
             return Step::Progress;
         }
         if took_input {
             Step::Progress
         } else {
-            self.stage.idle();
+            guarded(&mut *self.stage, &self.stats, "idle", |stage| stage.idle());
             Step::Idle
         }
     }
 
-    /// Hands the stage every control change that applies from the current block's first
-    /// sample on. Changes from a stream that was since restarted are dropped.
-    fn apply_controls(&mut self) {
-        while let Ok(event) = self.controls.peek() {
-            if event.serial == self.acknowledged && event.at > self.block_start {
+    /// Runs the full block through the stage and publishes it. A block the stage failed (or
+    /// panicked) on is published as silence marked as a gap, which the audio thread treats as missing wet
+    /// audio; offline renders therefore go on without waiting for it.
+    fn process_block(&mut self) {
+        let controls = self.controls_for_block();
+        if let Some(limit) = self.file_wait {
+            let wait = FileWait::new(Instant::now() + limit, &self.handshake.stop);
+            guarded(&mut *self.stage, &self.stats, "settle", |stage| stage.settle(&wait));
+        }
+        let started = Instant::now();
+        let (block, processed) = (&self.block, &mut self.processed);
+        let mut made = Err(BlockFailed);
+        guarded(&mut *self.stage, &self.stats, "process", |stage| made = stage.process(block, &controls, processed));
+        if made.is_err() {
+            self.processed.fill(0.0);
+            // Room: the gap ring holds a marker for every block that can be in flight.
+            let _ = self.gaps.push(self.block_start);
+        }
+        let lag = self.lag.as_mut().and_then(|lag| lag.block_done(started.elapsed(), Instant::now()));
+        if let Some(message) = lag {
+            tracing::warn!("{message}; {}", self.stage.lag_advice());
+        }
+        self.block_start += self.block.len() as u64;
+        self.output
+            .push_entire_slice(&self.processed)
+            .expect("room for the block was checked above and only this thread pushes");
+        self.filled = 0;
+        self.stats.blocks.fetch_add(1, Ordering::Release);
+        self.handshake.progress.fetch_add(1, Ordering::Release);
+    }
+
+    /// The controls the audio thread sent for the block that starts at `block_start`: it sends
+    /// one event per block, before the block's first sample, so the event is always there.
+    fn controls_for_block(&mut self) -> C {
+        while let Ok(event) = self.controls.pop() {
+            if event.block_start == self.block_start {
+                self.current = event.controls;
                 break;
             }
-            let event = *event;
-            let _ = self.controls.pop();
-            if event.serial == self.acknowledged {
-                self.stage.set_controls(event.controls);
-            }
         }
+        self.current
     }
 
     /// Drops everything the old stream left behind, then tells the audio thread, which only now
@@ -141,9 +167,10 @@ impl BlockWorker {
         if let Ok(chunk) = self.input.read_chunk(stale) {
             chunk.commit_all();
         }
+        while self.controls.pop().is_ok() {}
         self.filled = 0;
         self.block_start = 0;
-        self.stage.reset();
+        guarded(&mut *self.stage, &self.stats, "reset", |stage| stage.reset());
         self.acknowledged = requested;
         self.handshake.acknowledged.store(requested, Ordering::Release);
         self.handshake.progress.fetch_add(1, Ordering::Release);
@@ -164,6 +191,29 @@ impl BlockWorker {
         self.filled += wanted;
         true
     }
+}
+
+/// Runs `call` on `stage`, catching a panic: it is logged with its message, counted, and the
+/// stage starts a new stream (its state may be half updated). Returns whether the call
+/// completed.
+fn guarded<C: StageControls>(
+    stage: &mut dyn Stage<Controls = C>,
+    stats: &EngineStats,
+    what: &str,
+    call: impl FnOnce(&mut dyn Stage<Controls = C>),
+) -> bool {
+    let Err(panic) = catch_unwind(AssertUnwindSafe(|| call(&mut *stage))) else { return true };
+    tracing::error!("RVC Stage: processing crashed in {what} ({}); that block passes dry", panic_message(&*panic));
+    stats.crashes.fetch_add(1, Ordering::Relaxed);
+    if catch_unwind(AssertUnwindSafe(|| stage.reset())).is_err() {
+        tracing::error!("RVC Stage: resetting the crashed stage crashed too");
+    }
+    false
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message")
 }
 
 /// Watches the under-run count the audio thread keeps and, when it grew, composes a report
@@ -195,8 +245,7 @@ impl LagWatch {
         }
         let message = format!(
             "RVC Stage fell back to the dry signal {} time(s): the worker was late. Its slowest block \
-             took {:.0} ms for {:.0} ms of audio; a longer Block Size, a shorter Context or \
-             RVC_STAGE_MODEL_PRECISION=int8 lighten it",
+             took {:.0} ms for {:.0} ms of audio",
             underruns - self.reported_underruns,
             self.slowest.as_secs_f64() * 1000.0,
             self.block.as_secs_f64() * 1000.0
@@ -213,7 +262,10 @@ pub struct WorkerThread {
 }
 
 impl WorkerThread {
-    pub fn spawn(mut worker: BlockWorker, handshake: Arc<Handshake>) -> std::io::Result<Self> {
+    pub fn spawn<C: StageControls>(
+        mut worker: BlockWorker<C>,
+        handshake: Arc<Handshake>,
+    ) -> std::io::Result<Self> {
         let stop = handshake.clone();
         let handle = thread::Builder::new().name("rvc-stage-worker".into()).spawn(move || {
             let run = || {
@@ -257,11 +309,13 @@ mod tests {
     struct Recorder(Arc<std::sync::Mutex<Vec<Vec<f32>>>>);
 
     impl Stage for Recorder {
-        fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        type Controls = ();
+        fn process(&mut self, input: &[f32], _: &(), output: &mut [f32]) -> Result<(), BlockFailed> {
             self.0.lock().unwrap().push(input.to_vec());
             for (out, x) in output.iter_mut().zip(input) {
                 *out = -x;
             }
+            Ok(())
         }
         fn reset(&mut self) {
             self.0.lock().unwrap().push(Vec::new());
@@ -269,17 +323,18 @@ mod tests {
     }
 
     fn worker_with(
-        stage: Box<dyn Stage>,
+        stage: Box<dyn Stage<Controls = ()>>,
         block: usize,
         capacity: usize,
-    ) -> (BlockWorker, Producer<f32>, Consumer<f32>, Arc<Handshake>) {
+    ) -> (BlockWorker<()>, Producer<f32>, Consumer<f32>, Arc<Handshake>) {
         let (to_worker, input) = rtrb::RingBuffer::new(capacity);
         let (output, from_worker) = rtrb::RingBuffer::new(capacity);
         let (_, controls) = rtrb::RingBuffer::new(1);
+        let (gaps, _) = rtrb::RingBuffer::new(1);
         let handshake = Arc::new(Handshake::default());
-        let rings = WorkerRings { input, output, controls };
+        let rings = WorkerRings { input, output, controls, gaps };
         (
-            BlockWorker::new(block, stage, rings, handshake.clone(), RenderMode::Realtime, None),
+            BlockWorker::new(block, stage, rings, handshake.clone(), Arc::default(), None, None),
             to_worker,
             from_worker,
             handshake,
@@ -338,9 +393,11 @@ mod tests {
     struct DenormalProbe(Arc<std::sync::Mutex<Option<f32>>>);
 
     impl Stage for DenormalProbe {
-        fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        type Controls = ();
+        fn process(&mut self, input: &[f32], _: &(), output: &mut [f32]) -> Result<(), BlockFailed> {
             *self.0.lock().unwrap() = Some(std::hint::black_box(1e-39f32) * std::hint::black_box(1.0f32));
             output.copy_from_slice(input);
+            Ok(())
         }
     }
 

@@ -85,10 +85,12 @@ pub enum ModelError {
     Run(String),
 }
 
-/// A loaded content model, ready to run.
+/// A loaded content model, ready to run: whole, or cut in two after its front end (then only
+/// the halves are kept, not the whole-model session: one copy of the weights).
 #[derive(Debug)]
 pub struct ContentModel {
-    session: Session,
+    /// The whole model; dropped once the model is cut.
+    session: Option<Session>,
     halves: Option<Halves>,
     input: String,
     /// 3 for `[1, 1, N]`, 2 for `[1, N]`.
@@ -118,7 +120,7 @@ impl ContentModel {
         let (input, input_rank) = input_of(&session).map_err(contract)?;
         let (output, dim) = output_of(&session).map_err(contract)?;
         let mut model =
-            ContentModel { session, halves: None, input, input_rank, output, dim: dim.unwrap_or(0), precision };
+            ContentModel { session: Some(session), halves: None, input, input_rank, output, dim: dim.unwrap_or(0), precision };
         model.probe().map_err(contract)?;
         if options.split_front_end {
             model.try_split(environment, &bytes, options);
@@ -151,7 +153,9 @@ impl ContentModel {
             && self.transformer(&conv, &mut split).is_ok()
             && split.len() == whole.len()
             && split.iter().zip(&whole).all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs().max(1.0));
-        if !agrees {
+        if agrees {
+            self.session = None;
+        } else {
             self.halves = None;
         }
     }
@@ -229,15 +233,20 @@ impl ContentModel {
     }
 
     /// Runs on `samples` (16 kHz mono) and appends the frames (row-major, [`dim`](Self::dim)
-    /// values each) to `features`; returns how many.
+    /// values each) to `features`; returns how many. A cut model runs its two halves.
     pub fn run(&mut self, samples: &[f32], features: &mut Vec<f32>) -> Result<usize, ModelError> {
         if samples.len() < RECEPTIVE_FIELD {
             return Ok(0);
         }
+        let Some(session) = self.session.as_mut() else {
+            let mut conv = Vec::new();
+            self.front_end(samples, &mut conv)?;
+            return self.transformer(&conv, features);
+        };
         let run_error = |e: ort::Error| ModelError::Run(e.to_string());
         let shape = if self.input_rank == 3 { vec![1, 1, samples.len()] } else { vec![1, samples.len()] };
         let input = TensorRef::from_array_view((shape, samples)).map_err(run_error)?;
-        let outputs = self.session.run(ort::inputs![self.input.as_str() => input]).map_err(run_error)?;
+        let outputs = session.run(ort::inputs![self.input.as_str() => input]).map_err(run_error)?;
         let (shape, values) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
         let frames = match **shape {
             [1, frames, dim] if dim as usize == self.dim || self.dim == 0 => frames as usize,

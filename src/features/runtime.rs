@@ -2,13 +2,14 @@
 //! `cargo xtask setup`). ort's implicit loader panics when the library is missing, and inside a
 //! plugin that takes the host down, so loading only ever goes through [`environment`], which
 //! returns errors. ort allows one environment per process: it lives in a static that is never
-//! dropped, and the first successful or failed load decides for the whole process. Main or
-//! loader thread.
+//! dropped, and the first successful load decides for the whole process. A failed load is not
+//! remembered: the next model load tries again (the user may have pointed the plugin at the
+//! library meanwhile). Main or loader thread.
 
 use std::ffi::{c_void, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use thiserror::Error;
@@ -25,25 +26,50 @@ pub enum RuntimeError {
     Load { path: PathBuf, reason: String },
 }
 
-static ENVIRONMENT: OnceLock<Result<(PathBuf, Environment), RuntimeError>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<(PathBuf, Environment)> = OnceLock::new();
+/// Held while a load is attempted, so two loader threads do not race to load the library.
+static LOADING: Mutex<()> = Mutex::new(());
 
 /// The process's ONNX Runtime environment, loading the library on first use from the first
 /// of [`runtime_candidates`] that exists.
 pub(super) fn environment(explicit: Option<&Path>) -> Result<&'static Environment, RuntimeError> {
-    let loaded = ENVIRONMENT.get_or_init(|| load(explicit));
-    loaded.as_ref().map(|(_, environment)| environment).map_err(Clone::clone)
+    let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((path, environment)) = ENVIRONMENT.get() {
+        if explicit.is_some_and(|explicit| explicit != path) {
+            tracing::warn!(
+                "RVC Stage uses ONNX Runtime from {} (loaded first in this process) instead of {}",
+                path.display(),
+                explicit.unwrap_or(path).display()
+            );
+        }
+        return Ok(environment);
+    }
+    let loaded = load(explicit)?;
+    Ok(&ENVIRONMENT.get_or_init(|| loaded).1)
 }
 
 /// The library the process loaded, if it did.
 pub fn runtime_path() -> Option<&'static Path> {
-    ENVIRONMENT.get()?.as_ref().ok().map(|(path, _)| path.as_path())
+    ENVIRONMENT.get().map(|(path, _)| path.as_path())
 }
 
-/// Where the library is looked for, in order: the path a user chose, `ORT_DYLIB_PATH`, next to
-/// this plugin or program, the setup cache. Relative paths are skipped: ort would resolve them
-/// against the host's executable.
+/// The library named by the plugin state being restored. A host restores a state's fields in
+/// key order, so `hubert-path` (which starts loading the model, and with it the runtime) comes
+/// before `onnxruntime-path`; the plugin records the state's choice here first, so the very
+/// first load already honours it.
+static STATE_RUNTIME: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Records the library a plugin state names (see [`STATE_RUNTIME`]). Main thread.
+pub fn prefer_runtime_from_state(path: Option<PathBuf>) {
+    *STATE_RUNTIME.lock().unwrap_or_else(|e| e.into_inner()) = path;
+}
+
+/// Where the library is looked for, in order: the path a user chose, the one the plugin state
+/// being restored names, `ORT_DYLIB_PATH`, next to this plugin or program, the setup cache.
+/// Relative paths are skipped: ort would resolve them against the host's executable.
 pub fn runtime_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> = explicit.map(Path::to_path_buf).into_iter().collect();
+    candidates.extend(STATE_RUNTIME.lock().unwrap_or_else(|e| e.into_inner()).clone());
     candidates.extend(std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
     candidates.extend(own_directory().map(|dir| dir.join(LIBRARY_NAME)));
     candidates.extend(setup_cache().map(|dir| dir.join("onnxruntime-1.31.1").join(LIBRARY_NAME)));

@@ -8,14 +8,15 @@ use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
 
 use crate::engine::slot::{Slot, SlotStatus};
-use crate::engine::{StageControls, BLOCK_MS_RANGE};
-use crate::features::{model_slot, ContentModel, ModelOptions, Precision};
+use crate::engine::BLOCK_MS_RANGE;
+use crate::features::{model_slot, prefer_runtime_from_state, ContentModel, ModelOptions, ModelSlot, Precision};
 use crate::retrieval::IndexSlot;
+use crate::voice::{VoiceControls, CONTEXT_FRAMES_MAX};
 
 /// One content-feature frame (50 per second).
 const CONTENT_FRAME_MS: i32 = 20;
-/// RVC's own context (2.5 s): the most worth comparing against.
-const CONTEXT_FRAMES_MAX: i32 = 125;
+/// The persisted key of the ONNX Runtime library path.
+const RUNTIME_KEY: &str = "onnxruntime-path";
 
 /// Raises the content model's ONNX Runtime threads for every instance started in this
 /// environment (1 by default).
@@ -72,13 +73,49 @@ pub struct RvcStageParams {
     /// `libonnxruntime.so.1.31.1` to use before the usual places (see the README). ONNX
     /// Runtime loads once per process, so this matters only until the first model is loaded.
     #[persist = "onnxruntime-path"]
-    pub onnxruntime: Arc<RwLock<Option<String>>>,
+    pub onnxruntime: RuntimeFile,
+}
+
+/// The ONNX Runtime library path in the plugin state. Setting it retries a content model that
+/// failed to load (the library may be what it lacked).
+#[derive(Debug)]
+pub struct RuntimeFile {
+    path: Arc<RwLock<Option<String>>>,
+    model: Arc<ModelSlot>,
+}
+
+impl<'a> PersistentField<'a, Option<String>> for RuntimeFile {
+    fn set(&self, path: Option<String>) {
+        let path = path.filter(|p| !p.is_empty());
+        let changed = *self.path.read().unwrap_or_else(|e| e.into_inner()) != path;
+        *self.path.write().unwrap_or_else(|e| e.into_inner()) = path;
+        if changed {
+            self.model.retry_failed();
+        }
+    }
+
+    fn map<F, R>(&self, f: F) -> R
+    where
+        F: Fn(&Option<String>) -> R,
+    {
+        f(&self.path.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Records the ONNX Runtime library a state about to be restored names, before its fields are
+/// applied (see [`prefer_runtime_from_state`]).
+pub fn prefer_runtime_of(state: &PluginState) {
+    if let Some(data) = state.fields.get(RUNTIME_KEY) {
+        if let Ok(path) = nice_plug::params::persist::deserialize_field::<Option<String>>(data) {
+            prefer_runtime_from_state(path.filter(|p| !p.is_empty()).map(PathBuf::from));
+        }
+    }
 }
 
 /// A file path in the plugin state, backed by the [`Slot`] that loads it: restoring a state
 /// starts loading the file.
 #[derive(Debug)]
-pub struct SlotFile<T>(pub Arc<Slot<T>>);
+pub struct SlotFile<T: Send + Sync + 'static>(pub Arc<Slot<T>>);
 
 impl<'a, T: Send + Sync + 'static> PersistentField<'a, Option<String>> for SlotFile<T> {
     fn set(&self, path: Option<String>) {
@@ -99,7 +136,8 @@ impl<'a, T: Send + Sync + 'static> PersistentField<'a, Option<String>> for SlotF
 
 impl Default for RvcStageParams {
     fn default() -> Self {
-        let onnxruntime = Arc::new(RwLock::new(None));
+        let runtime = Arc::new(RwLock::new(None));
+        let hubert = Arc::new(model_slot(runtime.clone(), model_options()));
         Self {
             bypass: BoolParam::new("Bypass", false)
                 .with_value_to_string(formatters::v2s_bool_bypass())
@@ -122,14 +160,14 @@ impl Default for RvcStageParams {
             .non_automatable(),
             index_ratio: FloatParam::new(
                 "Index Ratio",
-                StageControls::default().index_ratio,
+                VoiceControls::default().index_ratio,
                 FloatRange::Linear { min: 0.0, max: 1.0 },
             )
             .with_value_to_string(formatters::v2s_f32_rounded(2)),
             context_frames: IntParam::new(
                 "Context",
-                StageControls::default().context_frames as i32,
-                IntRange::Linear { min: 0, max: CONTEXT_FRAMES_MAX },
+                VoiceControls::default().context_frames as i32,
+                IntRange::Linear { min: 0, max: CONTEXT_FRAMES_MAX as i32 },
             )
             .with_value_to_string(Arc::new(|frames| format!("{} ms", frames * CONTENT_FRAME_MS)))
             .with_string_to_value(Arc::new(|text| {
@@ -138,8 +176,8 @@ impl Default for RvcStageParams {
             }))
             .non_automatable(),
             index: SlotFile(Arc::new(IndexSlot::default())),
-            hubert: SlotFile(Arc::new(model_slot(onnxruntime.clone(), model_options()))),
-            onnxruntime,
+            hubert: SlotFile(hubert.clone()),
+            onnxruntime: RuntimeFile { path: runtime, model: hubert },
         }
     }
 }

@@ -37,8 +37,9 @@ fn bench(frames: usize, calls: usize) {
         channels: 2,
         block_ms: 100.0,
         mode: RenderMode::Realtime,
+        ..EngineConfig::default()
     };
-    let mut engine = Engine::start(config, Box::new(Identity)).expect("engine starts");
+    let mut engine = Engine::start(config, Identity).expect("engine starts");
     let mut echo = Echo::start(frames);
     let input: Vec<Vec<f32>> =
         (0..2).map(|c| (0..frames).map(|n| ((n + c) as f32 * 0.01).sin() * 0.5).collect()).collect();

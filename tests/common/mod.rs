@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: signals, test stages and a render loop.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use rvc_stage::engine::{Controls, Engine, Stage};
+use rvc_stage::engine::{BlockFailed, Controls, Engine, Stage, StageControls};
 
 /// Deterministic white noise in [-amplitude, amplitude].
 pub fn noise(seed: u64, len: usize, amplitude: f32) -> Vec<f32> {
@@ -11,10 +11,10 @@ pub fn noise(seed: u64, len: usize, amplitude: f32) -> Vec<f32> {
 
 /// Runs `input` (one Vec per channel) through `engine`, cutting it into calls whose sizes
 /// come from `next_size`, and returns the output.
-pub fn render(
-    engine: &mut Engine,
+pub fn render<C: StageControls>(
+    engine: &mut Engine<C>,
     input: &[Vec<f32>],
-    controls: Controls,
+    controls: Controls<C>,
     mut next_size: impl FnMut() -> usize,
 ) -> Vec<Vec<f32>> {
     let mut output = input.to_vec();
@@ -39,10 +39,12 @@ pub fn random_sizes(seed: u64, max: usize) -> impl FnMut() -> usize {
 pub struct Scale(pub f32);
 
 impl Stage for Scale {
-    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+    type Controls = ();
+    fn process(&mut self, input: &[f32], _: &(), output: &mut [f32]) -> Result<(), BlockFailed> {
         for (out, x) in output.iter_mut().zip(input) {
             *out = x * self.0;
         }
+        Ok(())
     }
 }
 
@@ -51,11 +53,13 @@ impl Stage for Scale {
 pub struct OnePole(f32);
 
 impl Stage for OnePole {
-    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+    type Controls = ();
+    fn process(&mut self, input: &[f32], _: &(), output: &mut [f32]) -> Result<(), BlockFailed> {
         for (out, x) in output.iter_mut().zip(input) {
             self.0 += 0.1 * (x - self.0);
             *out = self.0;
         }
+        Ok(())
     }
     fn reset(&mut self) {
         self.0 = 0.0;
@@ -70,13 +74,14 @@ pub struct Stalling<S> {
     pub blocks: usize,
 }
 
-impl<S: Stage> Stage for Stalling<S> {
-    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+impl<S: Stage<Controls = ()>> Stage for Stalling<S> {
+    type Controls = ();
+    fn process(&mut self, input: &[f32], _: &(), output: &mut [f32]) -> Result<(), BlockFailed> {
         self.blocks += 1;
         if self.blocks.is_multiple_of(self.every) {
             std::thread::sleep(self.stall);
         }
-        self.inner.process(input, output);
+        self.inner.process(input, &(), output)
     }
     fn reset(&mut self) {
         self.inner.reset();
@@ -104,14 +109,16 @@ impl DelayedHalf {
 }
 
 impl Stage for DelayedHalf {
+    type Controls = ();
     fn latency_samples(&self) -> usize {
         self.line.len()
     }
-    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+    fn process(&mut self, input: &[f32], _: &(), output: &mut [f32]) -> Result<(), BlockFailed> {
         for (out, x) in output.iter_mut().zip(input) {
             self.line.push_back(*x);
             *out = 0.5 * self.line.pop_front().unwrap();
         }
+        Ok(())
     }
     fn reset(&mut self) {
         self.line.iter_mut().for_each(|x| *x = 0.0);

@@ -5,17 +5,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{ensure, Result};
-use rvc_stage::engine::slot::SlotStatus;
-use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
-use rvc_stage::features::{
-    frames_for, model_slot, runtime_path, to_synth_rate, ModelOptions, ModelSlot, Precision, DEFAULT_CONTEXT_FRAMES,
-    HOP, SAMPLE_RATE,
-};
+use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, BLOCK_MS_RANGE};
+use rvc_stage::features::{frames_for, model_slot, runtime_path, to_synth_rate, ModelOptions, ModelSlot, Precision, SAMPLE_RATE};
 use rvc_stage::npy::{write_matrix, Matrix};
-use rvc_stage::pipeline::{voice_stages, VoiceStages};
-use rvc_stage::retrieval::{FeatureIndex, FeatureRecorder, IndexSlot, SearchSettings, StageTimes};
+use rvc_stage::retrieval::{FeatureIndex, IndexSlot, SearchSettings};
+use rvc_stage::voice::{FeatureRecorder, Step, StepStatus, VoiceControls, VoiceFiles, VoiceStage};
 
-use crate::{loaded_index, read_wav, run_offline};
+use crate::{context_frames, loaded, read_wav, run_offline, DEFAULT_CONTEXT_MS};
 
 #[derive(clap::Args)]
 pub struct FeaturesArgs {
@@ -41,8 +37,8 @@ pub struct FeaturesArgs {
     /// Worker block length in milliseconds, as the plugin's Block Size.
     #[arg(long, default_value_t = 100.0)]
     block_ms: f64,
-    /// Left context the model sees for each block, in milliseconds (RVC uses 2500).
-    #[arg(long, default_value_t = DEFAULT_CONTEXT_FRAMES as f64 * 20.0)]
+    /// Left context the model sees for each block, in milliseconds (0-2500; RVC uses 2500).
+    #[arg(long, default_value_t = DEFAULT_CONTEXT_MS)]
     context_ms: f64,
     /// `libonnxruntime.so.1.31.1` to use instead of the usual places.
     #[arg(long)]
@@ -67,7 +63,7 @@ pub struct FeaturesArgs {
 pub fn features(args: &FeaturesArgs) -> Result<()> {
     ensure!(BLOCK_MS_RANGE.contains(&args.block_ms), "--block-ms must be within 50-500, got {}", args.block_ms);
     ensure!((0.0..=1.0).contains(&args.ratio), "--ratio must be within 0-1, got {}", args.ratio);
-    ensure!(args.context_ms >= 0.0, "--context-ms cannot be negative");
+    let context_frames = context_frames(args.context_ms)?;
     ensure!(matches!(args.fps, 50 | 100), "--fps must be 50 or 100, got {}", args.fps);
     ensure!(args.plot.is_none() || args.index.is_some(), "--plot shows distances to the index: give --index too");
     let (spec, channels) = read_wav(&args.input)?;
@@ -83,13 +79,9 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
             precision: if args.int8 { Precision::Int8 } else { Precision::Float32 },
         },
     );
-    models.request(Some(args.hubert.clone()));
-    models.wait();
-    if let SlotStatus::Failed { reason, .. } = models.status() {
-        anyhow::bail!("{reason}");
-    }
-    let index = loaded_index(args.index.as_deref())?;
-    let (blended, times) = run_chain(args, &mono, rate, &models, &index)?;
+    let models = loaded(models, Some(&args.hubert))?;
+    let index = loaded(IndexSlot::default(), args.index.as_deref())?;
+    let (blended, steps) = run_chain(args, context_frames, &mono, rate, &models, &index)?;
     let at_synth_rate = (args.fps == 100).then(|| {
         let mut data = Vec::new();
         to_synth_rate(&blended.data, blended.cols, model_rate_samples(mono.len(), rate), &mut data);
@@ -107,61 +99,55 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
         args.fps,
         args.output.display()
     );
-    let per_block = |time: std::time::Duration| time.as_secs_f64() * 1000.0 / times.blocks.max(1) as f64;
-    println!(
-        "worker per {} ms block: content features {:.2} ms, retrieval {:.2} ms",
-        args.block_ms,
-        per_block(times.features),
-        per_block(times.retrieval)
-    );
+    let per_block = |step: Step| steps[step as usize].times.mean().as_secs_f64() * 1000.0;
+    let (features_ms, blend_ms) = (per_block(Step::ToModelRate) + per_block(Step::ContentFeatures), per_block(Step::IndexBlend));
+    println!("worker per {} ms block: content features {features_ms:.2} ms, index blend {blend_ms:.2} ms", args.block_ms);
     if let (Some(plot), Some(path)) = (&args.plot, &args.index) {
-        let (plain, _) = run_chain(args, &mono, rate, &models, &loaded_index(None)?)?;
+        let (plain, _) = run_chain(args, context_frames, &mono, rate, &models, &IndexSlot::default())?;
         let nearest = FeatureIndex::load(path, SearchSettings { k: 1, ..SearchSettings::default() })?;
         let before = nearest_distances(&nearest, &plain)?;
         let after = nearest_distances(&nearest, &blended)?;
-        draw(plot, &before, &after, args, per_block(times.features), per_block(times.retrieval))?;
+        draw(plot, &before, &after, args, features_ms, blend_ms)?;
         println!("plot: {}", plot.display());
     }
     Ok(())
 }
 
-/// Runs the worker's stage chain offline over `mono`; returns the frames of the input (the
-/// engine's flush adds some of the silence after it, dropped here) and the stage's times.
+/// Runs the worker's voice pipeline offline over `mono`; returns the frames of the input (the
+/// engine's flush adds some of the silence after it, dropped here) and the steps' status.
 fn run_chain(
     args: &FeaturesArgs,
+    context_frames: usize,
     mono: &[f32],
     rate: f64,
     models: &ModelSlot,
     index: &IndexSlot,
-) -> Result<(Matrix, StageTimes)> {
-    let context_frames = (args.context_ms / 1000.0 * f64::from(SAMPLE_RATE) / HOP as f64).round() as usize;
+) -> Result<(Matrix, Vec<StepStatus>)> {
     let recorder = FeatureRecorder::default();
-    let VoiceStages { stage, model_problem } =
-        voice_stages(models.reader(), index.reader(), rate, Box::new(recorder.clone()));
-    let (problem, times) = (stage.problem(), stage.times());
     let config = EngineConfig {
         sample_rate: rate,
         max_buffer: 1024,
         channels: 1,
         block_ms: args.block_ms,
         mode: RenderMode::Offline,
+        ..EngineConfig::default()
     };
-    let mut engine = Engine::start(config, Box::new(stage))?;
-    let controls = Controls { stage: StageControls { index_ratio: args.ratio, context_frames }, ..Controls::default() };
+    let files = VoiceFiles { model: models.reader(), index: index.reader() };
+    let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
+    let status = stage.status();
+    let mut engine = Engine::start(config, stage)?;
+    let controls = Controls { stage: VoiceControls { index_ratio: args.ratio, context_frames }, ..Controls::default() };
     run_offline(&mut engine, &mut [mono.to_vec()], 1024, controls)?;
     drop(engine);
-    for problem in [model_problem, problem] {
-        if let Some(problem) = problem.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            anyhow::bail!("{problem}");
-        }
+    if let Some(error) = status.errors().first() {
+        anyhow::bail!("{error}");
     }
     let frames = frames_for(model_rate_samples(mono.len(), rate));
     let mut recorded = recorder.take();
     ensure!(recorded.rows >= frames, "only {} of {frames} frames were computed", recorded.rows);
     recorded.data.truncate(frames * recorded.cols);
     recorded.rows = frames;
-    let times = *times.lock().unwrap_or_else(|e| e.into_inner());
-    Ok((recorded, times))
+    Ok((recorded, status.snapshot()))
 }
 
 /// How the model ran: cut or whole, float32 or int8.
@@ -213,7 +199,7 @@ fn draw(
     let draw_error = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("cannot draw {}: {e:?}", path.display());
     root.fill(&WHITE).map_err(draw_error)?;
     let caption = format!(
-        "distance to the nearest index vector, index ratio {} — per {} ms block: features {features_ms:.2} ms, retrieval {retrieval_ms:.2} ms",
+        "distance to the nearest index vector, index ratio {} — per {} ms block: features {features_ms:.2} ms, index blend {retrieval_ms:.2} ms",
         args.ratio, args.block_ms
     );
     let mut chart = ChartBuilder::on(&root)

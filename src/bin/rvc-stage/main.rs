@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use rvc_stage::engine::slot::SlotStatus;
-use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, StageControls, BLOCK_MS_RANGE};
+use rvc_stage::engine::slot::{Slot, SlotStatus};
+use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, BLOCK_MS_RANGE};
 use rvc_stage::features::{model_slot, ModelOptions};
-use rvc_stage::pipeline::voice_stages;
-use rvc_stage::retrieval::{DiscardFeatures, IndexSlot};
+use rvc_stage::retrieval::IndexSlot;
+use rvc_stage::voice::{VoiceControls, VoiceFiles, VoiceStage, CONTEXT_FRAMES_MAX};
 
 mod features;
 mod index;
@@ -121,12 +121,34 @@ struct RenderArgs {
     /// Frames handed to the engine per call, like a host's buffer size.
     #[arg(long, default_value_t = 512)]
     buffer: usize,
-    /// Feature index (`.index`), as the plugin's saved index path.
+    /// The content model (HuBERT / ContentVec ONNX), as the plugin's saved model path.
+    #[arg(long)]
+    hubert: Option<PathBuf>,
+    /// Feature index (`.index`), as the plugin's saved index path; blends the content
+    /// features, so it needs `--hubert`.
     #[arg(long)]
     index: Option<PathBuf>,
     /// Index ratio, 0-1, as the plugin's Index Ratio parameter.
     #[arg(long, default_value_t = 0.75)]
     index_ratio: f32,
+    /// Left context of the content model, in milliseconds (0-2500), as the plugin's Context.
+    #[arg(long, default_value_t = DEFAULT_CONTEXT_MS)]
+    context_ms: f64,
+}
+
+/// The plugin's default Context, in milliseconds.
+const DEFAULT_CONTEXT_MS: f64 = rvc_stage::voice::DEFAULT_CONTEXT_FRAMES as f64 * CONTENT_FRAME_MS;
+/// One content frame (50 per second).
+const CONTENT_FRAME_MS: f64 = 20.0;
+
+/// `--context-ms` in content frames, refused outside the plugin's Context range.
+fn context_frames(context_ms: f64) -> Result<usize> {
+    let max_ms = CONTEXT_FRAMES_MAX as f64 * CONTENT_FRAME_MS;
+    ensure!(
+        (0.0..=max_ms).contains(&context_ms),
+        "--context-ms must be within 0-{max_ms} (the plugin's Context range), got {context_ms}"
+    );
+    Ok((context_ms / CONTENT_FRAME_MS).round() as usize)
 }
 
 fn main() -> ExitCode {
@@ -156,6 +178,11 @@ fn render(args: &RenderArgs) -> Result<()> {
     ensure!((0.0..=1.0).contains(&args.mix), "--mix must be within 0-1, got {}", args.mix);
     ensure!(args.buffer > 0, "--buffer must be at least 1");
     ensure!((0.0..=1.0).contains(&args.index_ratio), "--index-ratio must be within 0-1, got {}", args.index_ratio);
+    let context_frames = context_frames(args.context_ms)?;
+    ensure!(
+        args.index.is_none() || args.hubert.is_some(),
+        "--index blends the content model's features: give the model with --hubert too"
+    );
     let (spec, mut channels) = read_wav(&args.input)?;
     let frames = channels[0].len();
     let config = EngineConfig {
@@ -164,22 +191,28 @@ fn render(args: &RenderArgs) -> Result<()> {
         channels: channels.len(),
         block_ms: args.block_ms,
         mode: RenderMode::Offline,
+        ..EngineConfig::default()
     };
-    let slot = loaded_index(args.index.as_deref())?;
-    // No content model in a render yet: its features would go to a synthesizer that does not
-    // exist, and the audio passes through either way.
-    let models = model_slot(Arc::default(), ModelOptions::default());
-    let stages = voice_stages(models.reader(), slot.reader(), config.sample_rate, Box::new(DiscardFeatures));
-    let mut engine = Engine::start(config, Box::new(stages.stage))?;
+    let models = loaded(model_slot(Arc::default(), ModelOptions::default()), args.hubert.as_deref())?;
+    let index = loaded(IndexSlot::default(), args.index.as_deref())?;
+    let files = VoiceFiles { model: models.reader(), index: index.reader() };
+    let stage = VoiceStage::new(files, config.sample_rate, config.block_samples());
+    let status = stage.status();
+    let mut engine = Engine::start(config, stage)?;
     let latency = engine.latency_samples();
     let controls = Controls {
         mix: args.mix,
         gain: 10f32.powf(args.gain_db / 20.0),
         bypass: false,
-        stage: StageControls { index_ratio: args.index_ratio, ..StageControls::default() },
+        stage: VoiceControls { index_ratio: args.index_ratio, context_frames },
     };
 
     run_offline(&mut engine, &mut channels, args.buffer, controls)?;
+    let underruns = engine.stats().underruns();
+    drop(engine);
+    if let Some(error) = status.errors().first() {
+        anyhow::bail!("{error}");
+    }
     write_wav(&args.output, spec.sample_rate, &channels)?;
     println!(
         "rendered {:.2} s at {} Hz, {} channel(s); engine latency {latency} samples ({:.1} ms), compensated; {} under-runs",
@@ -187,14 +220,13 @@ fn render(args: &RenderArgs) -> Result<()> {
         spec.sample_rate,
         channels.len(),
         latency as f64 * 1000.0 / f64::from(spec.sample_rate),
-        engine.stats().underruns()
+        underruns
     );
     Ok(())
 }
 
-/// The index at `path` loaded into a slot (an empty slot without one), or the reason it fails.
-fn loaded_index(path: Option<&Path>) -> Result<IndexSlot> {
-    let slot = IndexSlot::default();
+/// `slot` with the file at `path` loaded (empty without one), or the reason it fails.
+fn loaded<T: Send + Sync + 'static>(slot: Slot<T>, path: Option<&Path>) -> Result<Slot<T>> {
     if let Some(path) = path {
         slot.request(Some(path.to_path_buf()));
         slot.wait();
@@ -208,7 +240,12 @@ fn loaded_index(path: Option<&Path>) -> Result<IndexSlot> {
 /// Runs `channels` through an offline engine in calls of `buffer` frames, latency compensated:
 /// `latency` samples of silence follow the input and the first `latency` output samples are
 /// dropped, so the result lines up with the input.
-fn run_offline(engine: &mut Engine, channels: &mut [Vec<f32>], buffer: usize, controls: Controls) -> Result<()> {
+fn run_offline(
+    engine: &mut Engine<VoiceControls>,
+    channels: &mut [Vec<f32>],
+    buffer: usize,
+    controls: Controls<VoiceControls>,
+) -> Result<()> {
     let (frames, latency) = (channels[0].len(), engine.latency_samples());
     for channel in channels.iter_mut() {
         channel.resize(frames + latency, 0.0);

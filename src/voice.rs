@@ -1,0 +1,288 @@
+//! The voice-conversion pipeline: one [`Stage`] built from typed steps, each in its own module,
+//! in the order audio flows — read [`VoiceStage::convert`] top to bottom:
+//!
+//! 1. [`to_model_rate`]: host rate → 16 kHz, into the buffer every 16 kHz step reads;
+//! 2. [`content`] features and [`pitch`] (not built yet), both from that buffer;
+//! 3. [`index_blend`]: content frames pulled towards the index's voice;
+//! 4. [`synthesizer`] (not built yet: the delayed input stands in for the converted voice);
+//! 5. [`to_host_rate`]: the voice back at the host's rate.
+//!
+//! Built on the main thread (plugin activation, the CLI), run on the worker thread. The plugin
+//! and the CLI run this same code. Every step reports its outcome on the [`VoiceStatus`] board.
+
+mod content;
+mod index_blend;
+mod pitch;
+mod status;
+mod synthesizer;
+mod to_host_rate;
+mod to_model_rate;
+
+use std::sync::{Arc, Mutex};
+
+pub use content::DEFAULT_CONTEXT_FRAMES;
+pub use status::{Step, StepStatus, StepTimes, VoiceStatus};
+
+use crate::engine::{BlockFailed, FileWait, Stage};
+use crate::features::ModelReader;
+use crate::npy::Matrix;
+use crate::retrieval::IndexReader;
+use content::ContentFeatures;
+use index_blend::IndexBlend;
+use pitch::Pitch;
+use status::StatusWriter;
+use synthesizer::{ModelAudio, Synthesizer};
+use to_host_rate::ToHostRate;
+use to_model_rate::{Audio16k, ToModelRate};
+
+/// The longest content context the controls accept: RVC's own (2.5 s, 125 frames of 20 ms).
+pub const CONTEXT_FRAMES_MAX: usize = 125;
+
+/// Host-automated values the pipeline reads. The engine sends them with every worker block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VoiceControls {
+    /// How far content features are pulled towards the index's voice, 0 ..= 1 (RVC's
+    /// `index_rate`).
+    pub index_ratio: f32,
+    /// Left context the content model sees for each block, in 20 ms content frames (at most
+    /// [`CONTEXT_FRAMES_MAX`]).
+    pub context_frames: usize,
+}
+
+impl Default for VoiceControls {
+    fn default() -> Self {
+        // RVC's own default index rate.
+        Self { index_ratio: 0.75, context_frames: DEFAULT_CONTEXT_FRAMES }
+    }
+}
+
+/// The files the pipeline reads, as the worker sees them.
+pub struct VoiceFiles {
+    pub model: ModelReader,
+    pub index: IndexReader,
+}
+
+/// Content frames of one block: `count` frames of `dim` values, the first of them frame
+/// number `first` of the stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Frames {
+    first: u64,
+    dim: usize,
+    values: Vec<f32>,
+}
+
+impl Frames {
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn count(&self) -> usize {
+        self.values.len() / self.dim.max(1)
+    }
+
+    /// Row-major values, `dim` per frame.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    fn values_mut(&mut self) -> &mut [f32] {
+        &mut self.values
+    }
+
+    /// No frames; the next would be number `first`.
+    fn clear(&mut self, first: u64) {
+        self.first = first;
+        self.values.clear();
+    }
+
+    fn set(&mut self, first: u64, dim: usize, values: &[f32]) {
+        (self.first, self.dim) = (first, dim);
+        self.values.clear();
+        self.values.extend_from_slice(values);
+    }
+
+    fn copy_from(&mut self, other: &Frames) {
+        self.set(other.first, other.dim, &other.values);
+    }
+}
+
+/// Sees every block's blended frames: `rvc-stage features`, the plugin's feature dump, tests.
+pub trait FeatureTap: Send {
+    /// One block's blended frames and the index ratio each was blended with.
+    fn frames(&mut self, frames: &Frames, ratios: &[f32]);
+    /// The stream restarts.
+    fn reset(&mut self) {}
+}
+
+/// The voice-conversion stage.
+pub struct VoiceStage {
+    /// The resampler, or why the host rate cannot be resampled.
+    to_model_rate: Result<ToModelRate, String>,
+    content: ContentFeatures,
+    pitch: Pitch,
+    index_blend: IndexBlend,
+    synthesizer: Synthesizer,
+    to_host_rate: ToHostRate,
+    tap: Option<Box<dyn FeatureTap>>,
+    status: StatusWriter,
+    /// What flows between the steps, kept so blocks allocate nothing once warmed up.
+    audio_16k: Audio16k,
+    frames: Frames,
+    f0: Vec<f32>,
+    blended: Frames,
+    voice: ModelAudio,
+    latency: usize,
+}
+
+impl VoiceStage {
+    /// The pipeline for a host at `host_rate` whose engine runs blocks of `block` samples
+    /// ([`EngineConfig::block_samples`](crate::engine::EngineConfig::block_samples)). Its
+    /// latency follows from these two alone, whatever files are loaded.
+    pub fn new(files: VoiceFiles, host_rate: f64, block: usize) -> Self {
+        let to_model_rate = ToModelRate::new(host_rate, block);
+        let latency = to_model_rate.as_ref().map_or(0, |resampler| resampler.delay_at_host_rate(host_rate));
+        let status = StatusWriter::new(files.model.watch(), files.index.watch());
+        VoiceStage {
+            to_model_rate,
+            content: ContentFeatures::new(files.model),
+            pitch: Pitch,
+            index_blend: IndexBlend::new(files.index),
+            synthesizer: Synthesizer::new(host_rate, latency),
+            to_host_rate: ToHostRate::new(host_rate),
+            tap: None,
+            status,
+            audio_16k: Audio16k::default(),
+            frames: Frames::default(),
+            f0: Vec::new(),
+            blended: Frames::default(),
+            voice: ModelAudio::default(),
+            latency,
+        }
+    }
+
+    /// Hands every block's blended frames to `tap` too.
+    pub fn with_tap(mut self, tap: Box<dyn FeatureTap>) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// The status board, for displays.
+    pub fn status(&self) -> Arc<VoiceStatus> {
+        self.status.board()
+    }
+
+    /// The whole chain for one block.
+    fn convert(&mut self, input: &[f32], controls: &VoiceControls, output: &mut [f32]) -> Result<(), BlockFailed> {
+        self.take_up_new_files();
+        let status = &mut self.status;
+        status.run(Step::ToModelRate, || match &mut self.to_model_rate {
+            Ok(resampler) => resampler.push(input, &mut self.audio_16k),
+            Err(why) => Err(why.clone()),
+        });
+        status.run(Step::ContentFeatures, || {
+            self.content.frames(&self.audio_16k, controls.context_frames, &mut self.frames)
+        });
+        status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, &mut self.f0));
+        status.run(Step::IndexBlend, || self.index_blend.apply(&self.frames, controls.index_ratio, &mut self.blended));
+        if let Some(tap) = &mut self.tap {
+            tap.frames(&self.blended, self.index_blend.ratios());
+        }
+        let voiced = status.run(Step::Synthesizer, || {
+            self.synthesizer.render(&self.blended, &self.f0, input, &mut self.voice)
+        }) && status.run(Step::ToHostRate, || self.to_host_rate.convert(&self.voice, output));
+        status.publish();
+        self.forget_unneeded_audio();
+        if voiced {
+            Ok(())
+        } else {
+            Err(BlockFailed)
+        }
+    }
+
+    /// Takes up a model or index loaded since the last block (the blend follows the model's
+    /// feature width).
+    fn take_up_new_files(&mut self) {
+        self.content.take_up_model(&self.audio_16k);
+        self.index_blend.take_up(self.content.dim());
+    }
+
+    /// Keeps only the 16 kHz audio a step still needs.
+    fn forget_unneeded_audio(&mut self) {
+        let needed = [self.content.keep_from(), self.pitch.keep_from()].into_iter().flatten().min();
+        self.audio_16k.trim_before(needed.unwrap_or(self.audio_16k.end()));
+    }
+}
+
+impl Stage for VoiceStage {
+    type Controls = VoiceControls;
+
+    fn latency_samples(&self) -> usize {
+        self.latency
+    }
+
+    fn process(&mut self, input: &[f32], controls: &VoiceControls, output: &mut [f32]) -> Result<(), BlockFailed> {
+        self.convert(input, controls, output)
+    }
+
+    fn reset(&mut self) {
+        if let Ok(resampler) = &mut self.to_model_rate {
+            resampler.reset();
+        }
+        self.audio_16k = Audio16k::default();
+        self.content.reset();
+        self.index_blend.reset();
+        self.synthesizer.reset();
+        if let Some(tap) = &mut self.tap {
+            tap.reset();
+        }
+    }
+
+    fn settle(&mut self, wait: &FileWait) {
+        self.content.settle(wait);
+        self.index_blend.settle(wait);
+    }
+
+    fn idle(&mut self) {
+        self.take_up_new_files();
+    }
+
+    fn lag_advice(&self) -> &'static str {
+        "a longer Block Size, a shorter Context or RVC_STAGE_MODEL_PRECISION=int8 lighten it"
+    }
+}
+
+/// Keeps every blended frame of the stream since the last reset: the output of
+/// `rvc-stage features`, and the plugin's feature dump. Grows without bound (150 KB per second
+/// of 768-value frames), so it is for tools and diagnostics, not a live session.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureRecorder(Arc<Mutex<Matrix>>);
+
+impl FeatureRecorder {
+    /// The frames recorded so far (`cols` is 0 before the first frame), leaving it empty.
+    pub fn take(&self) -> Matrix {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl FeatureTap for FeatureRecorder {
+    fn frames(&mut self, frames: &Frames, _ratios: &[f32]) {
+        if frames.count() == 0 {
+            return;
+        }
+        let mut recorded = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if recorded.cols != frames.dim() {
+            // A model of another width was taken up: the recording starts over with it.
+            *recorded = Matrix { rows: 0, cols: frames.dim(), data: Vec::new() };
+        }
+        recorded.rows += frames.count();
+        recorded.data.extend_from_slice(frames.values());
+    }
+
+    fn reset(&mut self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Matrix::default();
+    }
+}

@@ -1,0 +1,125 @@
+//! Step 2a, content features, on the worker thread: for every block the content model runs
+//! over the new 16 kHz samples plus a limited left context, and only the frames that became
+//! complete are kept. RVC recomputes 2.5 s of context on every block; here the context is a
+//! control (default 1 s). Frame `f` covers 16 kHz samples `[320 f, 320 f + 400)` of the stream,
+//! whatever the block size: windows start on a frame boundary so the model's frames line up
+//! with the stream's. A model cut after its conv front end runs the front end over the new
+//! samples only and the transformer over cached front-end frames.
+
+use super::to_model_rate::Audio16k;
+use super::Frames;
+use crate::features::{frames_for, ModelReader, HOP};
+
+/// Left context given to the model for each block, by default (1 s at 16 kHz, 50 frames).
+pub const DEFAULT_CONTEXT_FRAMES: usize = 50;
+
+pub struct ContentFeatures {
+    /// The model in use, taken up between blocks when the user picks another.
+    model: ModelReader,
+    /// Frames handed out since the stream started (the next frame's number).
+    produced: u64,
+    /// Front-end frames (frame-major) from `conv_start` on, for split models: the context the
+    /// transformer needs, computed once.
+    conv: Vec<f32>,
+    conv_start: u64,
+    /// Whether the model in use runs cut in two (decides what audio the next block needs).
+    split: bool,
+    /// The context of the last block, which decides what audio the next one needs.
+    context_frames: usize,
+    scratch: Vec<f32>,
+}
+
+impl ContentFeatures {
+    pub fn new(model: ModelReader) -> Self {
+        ContentFeatures {
+            model,
+            produced: 0,
+            conv: Vec::new(),
+            conv_start: 0,
+            split: false,
+            context_frames: DEFAULT_CONTEXT_FRAMES,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Values per frame of the model in use.
+    pub fn dim(&self) -> Option<usize> {
+        self.model.get().map(|model| model.lock().unwrap_or_else(|e| e.into_inner()).dim())
+    }
+
+    /// Takes up a newly chosen model; its frames start from the first one whose audio is still
+    /// held, with a fresh front-end cache.
+    pub fn take_up_model(&mut self, audio: &Audio16k) {
+        if self.model.refresh() {
+            self.produced = self.produced.max(audio.start().div_ceil(HOP as u64));
+            self.conv.clear();
+            self.conv_start = self.produced;
+        }
+    }
+
+    /// Offline, before a block: wait for a model still loading.
+    pub fn settle(&mut self, wait: &crate::engine::FileWait) {
+        self.model.settle(wait);
+    }
+
+    /// Computes the frames `audio` completed with `context_frames` of left context and puts
+    /// them in `out` (none without a model, or when the model fails).
+    pub fn frames(&mut self, audio: &Audio16k, context_frames: usize, out: &mut Frames) -> Result<(), String> {
+        out.clear(self.produced);
+        self.context_frames = context_frames;
+        let complete = frames_for(audio.end() as usize) as u64;
+        let Some(model) = self.model.get() else { return Ok(()) };
+        if complete <= self.produced {
+            return Ok(());
+        }
+        let mut model = model.lock().unwrap_or_else(|e| e.into_inner());
+        let dim = model.dim();
+        self.scratch.clear();
+        let context_start = self.produced.saturating_sub(context_frames as u64);
+        self.split = model.is_split();
+        let (first, computed) = if self.split {
+            model.front_end(audio.since(self.produced * HOP as u64), &mut self.conv).map_err(|e| e.to_string())?;
+            let channels = self.conv.len() / (complete - self.conv_start).max(1) as usize;
+            let first = context_start.max(self.conv_start);
+            let window = &self.conv[(first - self.conv_start) as usize * channels..];
+            (first, model.transformer(window, &mut self.scratch).map_err(|e| e.to_string())?)
+        } else {
+            let first = context_start.max(audio.start().div_ceil(HOP as u64));
+            (first, model.run(audio.since(first * HOP as u64), &mut self.scratch).map_err(|e| e.to_string())?)
+        };
+        drop(model);
+        let wanted = (complete - first) as usize;
+        if computed < wanted {
+            return Err(format!("the model gave {computed} frames where {wanted} were due"));
+        }
+        let skip = (self.produced - first) as usize;
+        out.set(self.produced, dim, &self.scratch[skip * dim..wanted * dim]);
+        self.produced = complete;
+        self.trim_conv();
+        Ok(())
+    }
+
+    /// The earliest 16 kHz sample the next block needs: the next frame's window (split model)
+    /// or the context's (whole model). `None` without a model.
+    pub fn keep_from(&self) -> Option<u64> {
+        self.model.get()?;
+        let first = if self.split { self.produced } else { self.produced.saturating_sub(self.context_frames as u64) };
+        Some(first * HOP as u64)
+    }
+
+    /// Keeps only the context's front-end frames.
+    fn trim_conv(&mut self) {
+        let context_start = self.produced.saturating_sub(self.context_frames as u64);
+        if self.conv_start < context_start && !self.conv.is_empty() {
+            let channels = self.conv.len() / (self.produced - self.conv_start) as usize;
+            self.conv.drain(..(context_start - self.conv_start) as usize * channels);
+            self.conv_start = context_start;
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.produced = 0;
+        self.conv.clear();
+        self.conv_start = 0;
+    }
+}
