@@ -30,7 +30,8 @@ fn main() -> Result<()> {
         "setup" => setup::run().map(drop),
         "bundle" => {
             nice_plug_xtask::main_with_args("cargo xtask", std::iter::once(command).chain(rest))?;
-            copy_runtime_next_to_bundles(setup::installed_onnxruntime()?.as_deref())
+            copy_runtime_next_to_bundles(setup::installed_onnxruntime()?.as_deref())?;
+            ship_faiss_libraries()
         }
         "test" => test(&rest),
         "demo" => demo::run(),
@@ -53,11 +54,12 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Builds the release bundles (with ONNX Runtime next to the plugin binaries, when setup has
-/// it) and returns the path of the CLAP one.
+/// Builds the release bundles (with faiss's run-time libraries, and ONNX Runtime when setup has
+/// it, next to the plugin binaries) and returns the path of the CLAP one.
 pub fn bundle() -> Result<PathBuf> {
     nice_plug_xtask::main_with_args("cargo xtask", ["bundle", "rvc-stage", "--release"].map(String::from))?;
     copy_runtime_next_to_bundles(setup::installed_onnxruntime()?.as_deref())?;
+    ship_faiss_libraries()?;
     let clap = target_dir().join("bundled/rvc-stage.clap");
     anyhow::ensure!(clap.exists(), "bundling finished but {} is missing", clap.display());
     Ok(clap)
@@ -70,15 +72,124 @@ fn copy_runtime_next_to_bundles(library: Option<&std::path::Path>) -> Result<()>
         println!("bundle: no ONNX Runtime from setup; the plugin will look for it elsewhere (see README)");
         return Ok(());
     };
-    let bundled = target_dir().join("bundled");
     let name = library.file_name().context("the runtime library has a file name")?;
-    for dir in [bundled.clone(), bundled.join("rvc-stage.vst3/Contents/x86_64-linux")] {
-        if dir.is_dir() {
-            std::fs::copy(library, dir.join(name))
-                .with_context(|| format!("copying ONNX Runtime into {}", dir.display()))?;
-        }
+    for dir in plugin_binary_dirs() {
+        std::fs::copy(library, dir.join(name))
+            .with_context(|| format!("copying ONNX Runtime into {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// The plugin binaries bundling made: `rvc-stage.clap`, and the VST3 bundle's `rvc-stage.so`.
+fn plugin_binaries() -> Vec<PathBuf> {
+    let bundled = target_dir().join("bundled");
+    [bundled.join("rvc-stage.clap"), bundled.join("rvc-stage.vst3/Contents/x86_64-linux/rvc-stage.so")]
+        .into_iter()
+        .filter(|binary| binary.exists())
+        .collect()
+}
+
+/// The directories holding a plugin binary, where the libraries it loads go.
+fn plugin_binary_dirs() -> Vec<PathBuf> {
+    plugin_binaries().iter().filter_map(|binary| binary.parent()).map(PathBuf::from).collect()
+}
+
+/// Where Debian and Ubuntu put OpenBLAS's serial build: the second entry of the plugin's RUNPATH
+/// (build.rs), so the unbundled plugin resolves its BLAS there.
+const SERIAL_OPENBLAS: &str = "/usr/lib/x86_64-linux-gnu/openblas-serial";
+
+/// Libraries every Linux desktop has, in versions the plugin's own build already requires
+/// (glibc, and the compiler's libstdc++ and libgcc_s): the plugin uses the host machine's.
+const BASE_SYSTEM: &[&str] =
+    &["libc.so.", "libm.so.", "libpthread.so.", "libdl.so.", "librt.so.", "libstdc++.so.", "libgcc_s.so."];
+
+/// Copies every library the plugin links beyond the base system — faiss's libgomp, BLAS and
+/// LAPACK, and what they need — next to the plugin binaries, where its `$ORIGIN` RUNPATH finds
+/// them first (build.rs): the plugin then loads on a machine without them.
+///
+/// The build machine's loader says which libraries those are and where they live: `ldd` on a copy
+/// of the plugin alone in a scratch directory (in the bundle, earlier copies would answer). The
+/// BLAS must come from OpenBLAS's serial build, or loading the plugin would start threads in the
+/// host. A library's RUNPATH only serves its own dependencies, so copies that need another copy
+/// (libopenblas needs libgfortran, which needs libquadmath) get an `$ORIGIN` RUNPATH too.
+fn ship_faiss_libraries() -> Result<()> {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return Ok(());
+    }
+    let Some(plugin) = plugin_binaries().into_iter().next() else { return Ok(()) };
+    let libraries = libraries_beyond_base_system(&plugin)?;
+    for (name, path) in &libraries {
+        let is_blas = ["libblas.", "liblapack.", "libopenblas"].iter().any(|prefix| name.starts_with(prefix));
+        anyhow::ensure!(
+            !is_blas || path.starts_with(SERIAL_OPENBLAS),
+            "the plugin's {name} resolves to {}, not to OpenBLAS's serial build in {SERIAL_OPENBLAS}, \
+             and would start a thread pool inside the host: install libopenblas0-serial \
+             (`cargo xtask setup` does)",
+            path.display()
+        );
+    }
+    let names: Vec<&str> = libraries.iter().map(|(name, _)| name.as_str()).collect();
+    for dir in plugin_binary_dirs() {
+        for (name, path) in &libraries {
+            let copy = dir.join(name);
+            std::fs::copy(path, &copy).with_context(|| format!("copying {} into {}", path.display(), dir.display()))?;
+            let needs_a_copy = patchelf(&["--print-needed"], &copy)?.lines().any(|needed| names.contains(&needed));
+            if needs_a_copy && patchelf(&["--print-rpath"], &copy)?.trim() != "$ORIGIN" {
+                patchelf(&["--set-rpath", "$ORIGIN"], &copy)?;
+            }
+        }
+    }
+    println!("bundle: shipped {} beside the plugin binaries", names.join(", "));
+    Ok(())
+}
+
+/// `(name, path)` of each library `plugin` loads that is not part of the base system, as the
+/// loader resolves them for a copy of `plugin` with nothing beside it.
+fn libraries_beyond_base_system(plugin: &std::path::Path) -> Result<Vec<(String, PathBuf)>> {
+    let scratch = std::env::temp_dir().join(format!("rvc-stage-bundle-ldd-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let alone = scratch.join(plugin.file_name().context("the plugin binary has a file name")?);
+    std::fs::copy(plugin, &alone)
+        .with_context(|| format!("copying {} into {}", plugin.display(), scratch.display()))?;
+    let output = Command::new("ldd").arg(&alone).output().context("running ldd (package libc-bin)");
+    std::fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    let output = output?;
+    anyhow::ensure!(
+        output.status.success(),
+        "ldd {} failed: {}",
+        plugin.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let mut libraries = Vec::new();
+    // Lines read `libgomp.so.1 => /lib/x86_64-linux-gnu/libgomp.so.1 (0x...)`; the loader itself
+    // and the vDSO have no `=>`.
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some((name, resolved)) = line.trim().split_once(" => ") else { continue };
+        if BASE_SYSTEM.iter().any(|base| name.starts_with(base)) {
+            continue;
+        }
+        let path = resolved.rsplit_once(" (").map_or(resolved, |(path, _)| path);
+        anyhow::ensure!(path != "not found", "the plugin links {name}, which this machine does not have");
+        libraries.push((name.to_string(), PathBuf::from(path)));
+    }
+    Ok(libraries)
+}
+
+/// Runs patchelf on `library` and returns what it printed.
+fn patchelf(args: &[&str], library: &std::path::Path) -> Result<String> {
+    let output = Command::new("patchelf")
+        .args(args)
+        .arg(library)
+        .output()
+        .context("running patchelf (package patchelf; `cargo xtask setup` installs it)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "patchelf {} {} failed: {}",
+        args.join(" "),
+        library.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Runs every test against a fresh release bundle. Tests find what setup installed through

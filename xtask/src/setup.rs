@@ -9,10 +9,11 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use sha2::{Digest, Sha256};
 
-/// Debian packages the build needs (faiss is built from source by the retrieval stage), and
-/// OpenBLAS's serial build, which the plugin loads in place of the threaded one (build.rs).
+/// Debian packages the build needs (faiss is built from source by the retrieval stage),
+/// OpenBLAS's serial build, which the plugin loads in place of the threaded one (build.rs), and
+/// patchelf, with which bundling lets the libraries shipped beside the plugin find each other.
 const APT_PACKAGES: &[&str] =
-    &["cmake", "libopenblas-dev", "liblapack-dev", "libopenblas0-serial", "fonts-dejavu-core"];
+    &["cmake", "libopenblas-dev", "liblapack-dev", "libopenblas0-serial", "patchelf", "fonts-dejavu-core"];
 
 /// ONNX Runtime comes from the PyPI wheel: prebuilt-binary downloads cannot work here, and
 /// PyPI can. The wheel is pinned by file name and hash.
