@@ -101,14 +101,23 @@ fn truncating_large_indexes_at_structural_boundaries_is_an_error() {
     }
 }
 
+/// Bit flips in real files: each is refused by the inspector, or keeps the structure intact and
+/// goes on to faiss, whose loading and searching must not crash nor produce non-finite output.
+///
+/// Half the flips hit the headers, half land anywhere (almost always in vectors and codes).
+/// Measured now, per fixture: 185–205 of the 300 flipped files reach a search (969 of 1500 in
+/// all): 134–150 of the flips anywhere and 51–64 of the header flips. The floor, half the flips
+/// of each fixture, leaves room for a stricter inspector, yet fails if the files that pass stop
+/// reaching faiss's loader or the search — then this test would prove nothing about them.
 #[test]
 fn random_byte_flips_are_errors_or_consistent_files_never_crashes() {
+    const FLIPS: usize = 300;
     let mut rng = fastrand::Rng::with_seed(99);
     for name in ["small_ivf_flat", "small_ivf_flat_sparse", "small_ivf_pq_fs", "small_ivf_pq_fsr_ip", "ivf_pq_fs_256"] {
         let bytes = read(name);
         let original = inspect(&bytes).unwrap();
-        let (mut errors, mut accepted) = (0, 0);
-        for flip in 0..300 {
+        let (mut errors, mut accepted, mut searched) = (0, 0, 0);
+        for flip in 0..FLIPS {
             let mut corrupt = bytes.clone();
             // Half in the headers (the first 96 bytes are structure in every layout), half
             // anywhere (mostly vectors and codes).
@@ -125,23 +134,30 @@ fn random_byte_flips_are_errors_or_consistent_files_never_crashes() {
                     );
                     // What passes the inspector goes to faiss: it must load and search
                     // without crashing, and nothing non-finite may come out.
-                    search_survives(&corrupt);
+                    searched += usize::from(search_survives(&corrupt));
                 }
             }
         }
         assert!(errors > 0 && accepted > 0, "{name}: {errors} errors, {accepted} accepted");
+        assert!(
+            searched * 2 >= FLIPS,
+            "{name}: only {searched} of {FLIPS} flipped files reached a search ({accepted} passed the inspector)"
+        );
     }
 }
 
-/// Loads a file that passed the inspector and searches it through the worker path.
-fn search_survives(bytes: &[u8]) {
-    let Ok(index) = FeatureIndex::from_bytes(bytes, SearchSettings::default()) else { return };
+/// Loads a file that passed the inspector and searches it through the worker path; returns
+/// whether it got that far (faiss may refuse the file, the search may return an error).
+fn search_survives(bytes: &[u8]) -> bool {
+    let Ok(index) = FeatureIndex::from_bytes(bytes, SearchSettings::default()) else { return false };
     let d = index.dim();
     let frames: Vec<f32> = (0..4 * d).map(|i| (i % 7) as f32 - 3.0).collect();
     let mut out = vec![0.0; frames.len()];
-    if Retriever::new(&index, 4).retrieve(&index, &frames, &[1.0; 4], &mut out).is_ok() {
-        assert!(out.iter().all(|x| x.is_finite()));
+    if Retriever::new(&index, 4).retrieve(&index, &frames, &[1.0; 4], &mut out).is_err() {
+        return false;
     }
+    assert!(out.iter().all(|x| x.is_finite()));
+    true
 }
 
 /// Offsets into "small_ivf_flat": "IwFl" header (4 + 33 bytes), then nlist and nprobe.
