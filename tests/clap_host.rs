@@ -171,32 +171,6 @@ fn state_round_trips_byte_identically() {
     assert_eq!(restored.save_state().unwrap(), saved);
 }
 
-/// Indexes and content models come with the state: good ones are kept across save and load
-/// (and run: features are computed and blended on the worker), and missing or corrupt ones
-/// leave a plugin that still passes audio with its exact latency.
-#[test]
-fn the_index_path_travels_in_the_state_and_bad_files_never_stop_the_audio() {
-    let entry = load(&bundle()).unwrap();
-    let fixtures = common::generated("reference_search.py");
-    let corrupt = std::env::temp_dir().join(format!("rvc-stage-corrupt-state-{}.index", std::process::id()));
-    std::fs::write(&corrupt, vec![0x49; 4096]).unwrap();
-    let missing = fixtures.join("does-not-exist.index");
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hubert-tiny-768.onnx");
-    for path in [fixtures.join("fast_scan_768.index"), corrupt.clone(), missing] {
-        let mut plugin = Plugin::new(&entry).unwrap();
-        plugin.set_persisted_path("index-path", &path).unwrap();
-        let hubert = if path == corrupt { &corrupt } else { &model };
-        let state = plugin.set_persisted_path("hubert-path", hubert).unwrap();
-        assert_eq!(plugin.save_state().unwrap(), state, "{}", path.display());
-        let settings = Settings::new(44_100.0, 512, true);
-        let latency = plugin.render(settings, &impulse(2, 0, 1), &[("Index Ratio", "1")], || 1).unwrap().latency;
-        let render = plugin.render(settings, &impulse(2, 7, latency as usize + 50), &[], || 512).unwrap();
-        assert_eq!(render.output[0][7 + latency as usize], 1.0, "{}", path.display());
-        check_clean(&render.output).unwrap();
-    }
-    std::fs::remove_file(corrupt).unwrap();
-}
-
 #[test]
 fn block_size_sets_the_reported_latency() {
     let entry = load(&bundle()).unwrap();

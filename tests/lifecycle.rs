@@ -19,6 +19,16 @@ fn worker_threads() -> usize {
         .count()
 }
 
+/// The worker count while active: a new thread names itself only once it runs, so this waits
+/// (up to 2 s) for the worker's name to appear.
+fn worker_threads_once_named() -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while worker_threads() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    worker_threads()
+}
+
 #[test]
 fn a_worker_lives_exactly_as_long_as_an_activation() {
     let entry = common::in_process_entry();
@@ -31,7 +41,7 @@ fn a_worker_lives_exactly_as_long_as_an_activation() {
     let mut during = Vec::new();
     first
         .render(settings, &input, &[], || {
-            during.push(worker_threads());
+            during.push(worker_threads_once_named());
             64
         })
         .unwrap();
@@ -43,7 +53,7 @@ fn a_worker_lives_exactly_as_long_as_an_activation() {
         let plugin = if index == 0 { &mut first } else { &mut second };
         plugin
             .render(settings, &input, &[], || {
-                during.push(worker_threads());
+                during.push(worker_threads_once_named());
                 64
             })
             .unwrap();

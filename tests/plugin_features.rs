@@ -111,6 +111,35 @@ fn the_plugin_worker_computes_what_the_cli_writes_renders_repeat_and_bad_files_a
         "and so must the features the worker computes"
     );
 
+    // Index Ratio automated on every sample: whatever the host's buffer sizes (1…64 frames, or
+    // 4096), every worker block gets the value at its first sample, so offline renders and the
+    // features behind them are identical.
+    let (ratio_id, quarter) = plugin.param_from_text("Index Ratio", "0.25").unwrap();
+    assert_eq!(quarter, 0.25, "CLAP values of Index Ratio are its plain values");
+    let len = voice.len() + RATE as usize + 30_000;
+    let automation = clap_host::Automation(
+        (0..len).map(|n| (n, ratio_id, 0.5 + 0.5 * (n as f64 * 2.0 * std::f64::consts::PI / 16_317.0).sin())).collect(),
+    );
+    let mut automated = Vec::new();
+    let host_buffers: [Box<dyn FnMut() -> usize + Send>; 3] =
+        [Box::new(random_sizes(5, 64)), Box::new(random_sizes(6, 64)), Box::new(|| 4096)];
+    for sizes in host_buffers {
+        let settings = Settings::new(f64::from(RATE), 4096, true);
+        let mut input = voice.clone();
+        input.resize(len, 0.0);
+        let params = [("Block Size", "100"), ("Context", "500 ms")];
+        let render = plugin.render_automated(settings, &[input.clone(), input], &params, &automation, sizes).unwrap();
+        automated.push((render.output, read_matrix(&dump).unwrap()));
+    }
+    for (i, (output, features)) in automated.iter().enumerate() {
+        assert!(*output == automated[0].0, "render {i}: output differs");
+        assert!(
+            features.data[..voice_values] == automated[0].1.data[..voice_values],
+            "render {i}: the worker's features differ"
+        );
+    }
+    assert_ne!(automated[0].1.data[..voice_values], plugin_features.data[..voice_values], "the automation reached the worker");
+
     // A model that cannot be used: the audio still passes, and the log says why.
     let broken = dir.join("broken.onnx");
     std::fs::write(&broken, b"not a model").unwrap();

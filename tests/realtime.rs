@@ -103,17 +103,45 @@ fn reset_through_the_wrapper_allocates_nothing_and_clears_history() {
 
 /// With a content model and an index loaded, the worker runs ONNX Runtime and faiss on every
 /// block while the audio thread, under the allocation guard, only moves samples: random buffer
-/// sizes, Index Ratio automation, clean output, audio passed through exactly.
+/// sizes, Index Ratio automation, clean output, audio passed through exactly. The render runs in
+/// a child process whose log (`NICE_LOG`) and feature dump (`RVC_STAGE_FEATURE_DUMP`) this test
+/// reads afterwards: both files must have loaded and the worker must have blended features, so
+/// the test fails when ONNX Runtime (or anything else the files need) is missing.
 #[test]
 fn with_a_model_and_an_index_the_audio_thread_still_allocates_nothing() {
-    let mut plugin = Plugin::new(&in_process_entry()).unwrap();
-    let fixtures = common::generated("reference_search.py");
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hubert-tiny-256.onnx");
-    plugin.set_persisted_path("index-path", &fixtures.join("fast_scan_256.index")).unwrap();
-    plugin.set_persisted_path("hubert-path", &model).unwrap();
-    // Loads run in the background; give them a moment, as a host would while a project opens.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    if let Some(index) = std::env::var_os("RVC_STAGE_REALTIME_CHILD") {
+        render_with_files(&model, std::path::Path::new(&index));
+        return;
+    }
+    let index = common::generated("reference_search.py").join("fast_scan_256.index");
+    let dir = common::scratch("realtime-files");
+    let (log, dump) = (dir.join("plugin.log"), dir.join("features.npy"));
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["with_a_model_and_an_index_the_audio_thread_still_allocates_nothing", "--exact", "--nocapture"])
+        .env("RVC_STAGE_REALTIME_CHILD", &index)
+        .env("NICE_LOG", &log)
+        .env(rvc_stage::plugin::FEATURE_DUMP_VAR, &dump)
+        .env("RVC_STAGE_PYTHON", common::reference_python())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    for file in [&model, &index] {
+        let loaded = format!("loaded {}", file.display());
+        assert!(logged.contains(&loaded), "{loaded:?} missing from the log:\n{logged}");
+    }
+    let features = rvc_stage::npy::read_matrix(&dump).unwrap();
+    assert!(features.rows > 50 && features.cols == 256, "the worker computed {} frames", features.rows);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn render_with_files(model: &std::path::Path, index: &std::path::Path) {
+    let mut plugin = Plugin::new(&in_process_entry()).unwrap();
+    plugin.set_persisted_path("index-path", index).unwrap();
+    plugin.set_persisted_path("hubert-path", model).unwrap();
     let input = vec![noise(8, 96_000, 0.5); 2];
+    // The offline render first: it waits for the loads, so the live ones run with the files.
     for (offline, ratio) in [(true, "0.3"), (false, "1"), (true, "0")] {
         let settings = Settings::new(48_000.0, 1024, offline);
         let mut sizes = common::random_sizes(17, 1024);

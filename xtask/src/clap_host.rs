@@ -103,13 +103,21 @@ impl Plugin {
     /// and loading it back, as restoring a project does. nice-plug's CLAP state is a u64 length
     /// and JSON, with persisted fields as JSON strings; the field must be unset (`null`).
     pub fn set_persisted_path(&mut self, key: &str, path: &Path) -> Result<Vec<u8>> {
+        self.set_persisted_paths(&[(key, path)])
+    }
+
+    /// Sets several persisted fields to paths in one state load, as restoring a project that
+    /// names them all does.
+    pub fn set_persisted_paths(&mut self, fields: &[(&str, &Path)]) -> Result<Vec<u8>> {
         let saved = self.save_state()?;
-        let text = std::str::from_utf8(saved.get(8..).unwrap_or_default())?;
-        let empty = format!("\"{key}\":\"null\"");
-        let path = path.to_str().ok_or_else(|| anyhow!("not UTF-8: {}", path.display()))?;
-        let field = format!("\"{key}\":{:?}", format!("{path:?}"));
-        anyhow::ensure!(text.contains(&empty), "the state has no unset {key:?}: {text}");
-        let json = text.replace(&empty, &field);
+        let mut state: serde_json::Value = serde_json::from_slice(saved.get(8..).unwrap_or_default())?;
+        for (key, path) in fields {
+            let path = path.to_str().ok_or_else(|| anyhow!("not UTF-8: {}", path.display()))?;
+            let field = state["fields"].get_mut(*key).ok_or_else(|| anyhow!("the state has no {key:?}"))?;
+            // A persisted field is stored as its own JSON text.
+            *field = serde_json::Value::String(serde_json::to_string(path)?);
+        }
+        let json = serde_json::to_string(&state)?;
         let state = [(json.len() as u64).to_le_bytes().as_slice(), json.as_bytes()].concat();
         self.load_state(&state)?;
         Ok(state)
@@ -178,6 +186,19 @@ impl Plugin {
         settings: Settings,
         input: &[Vec<f32>],
         params: &[(&str, &str)],
+        next_size: impl FnMut() -> usize + Send,
+    ) -> Result<Render> {
+        self.render_automated(settings, input, params, &Automation::default(), next_size)
+    }
+
+    /// [`render`](Self::render) with `automation`: parameter values at given input samples,
+    /// sent in the call that contains each sample, at its offset (sample-accurate).
+    pub fn render_automated(
+        &mut self,
+        settings: Settings,
+        input: &[Vec<f32>],
+        params: &[(&str, &str)],
+        automation: &Automation,
         mut next_size: impl FnMut() -> usize + Send,
     ) -> Result<Render> {
         let render_mode = if settings.offline { RenderMode::Offline } else { RenderMode::Realtime };
@@ -201,7 +222,7 @@ impl Plugin {
         let finished = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
             let audio = scope.spawn(|| {
-                let outcome = process_all(processor, input, &events, settings, &mut next_size);
+                let outcome = process_all(processor, input, &events, automation, settings, &mut next_size);
                 finished.store(true, Ordering::Release);
                 outcome
             });
@@ -230,6 +251,7 @@ fn process_all(
     processor: StoppedPluginAudioProcessor<Host>,
     input: &[Vec<f32>],
     events: &EventBuffer,
+    automation: &Automation,
     settings: Settings,
     next_size: &mut dyn FnMut() -> usize,
 ) -> Result<(StoppedPluginAudioProcessor<Host>, Vec<Vec<f32>>)> {
@@ -242,7 +264,7 @@ fn process_all(
     let mut output_block = vec![vec![0.0f32; max_frames]; channels];
     let mut input_ports = AudioPorts::with_capacity(channels, 1);
     let mut output_ports = AudioPorts::with_capacity(channels, 1);
-    let no_events = EventBuffer::new();
+    let mut call_events = EventBuffer::new();
     let mut out_events = EventBuffer::new();
     let (mut start, mut calls) = (0, 0);
     while start < total {
@@ -265,7 +287,11 @@ fn process_all(
             latency: 0,
             channels: AudioPortBufferType::f32_output_only(output_block.iter_mut().map(|b| &mut b[..len])),
         }]);
-        let call_events = if start == 0 { events } else { &no_events };
+        call_events.clear();
+        if start == 0 {
+            call_events.push_all(events.iter());
+        }
+        automation.events_in(start..start + len, &mut call_events);
         out_events.clear();
         processor
             .process(
@@ -289,6 +315,20 @@ fn process_all(
         start += len;
     }
     Ok((processor.stop_processing(), output))
+}
+
+/// Parameter changes at input samples: `(sample, parameter id, CLAP value)`, in sample order.
+#[derive(Debug, Default)]
+pub struct Automation(pub Vec<(usize, ClapId, f64)>);
+
+impl Automation {
+    /// Appends the changes in `range` to `events`, timed from the range's start.
+    fn events_in(&self, range: std::ops::Range<usize>, events: &mut EventBuffer) {
+        let first = self.0.partition_point(|(at, _, _)| *at < range.start);
+        for &(at, id, value) in self.0[first..].iter().take_while(|(at, _, _)| *at < range.end) {
+            events.push(&ParamValueEvent::new((at - range.start) as u32, id, Pckn::match_all(), value));
+        }
+    }
 }
 
 struct Host;
