@@ -13,6 +13,7 @@ mod split;
 mod synth_rate;
 
 pub use model::{frames_for, ContentModel, ModelError, ModelOptions, Precision, HOP, RECEPTIVE_FIELD, SAMPLE_RATE};
+pub use split::{split_after_front_end, Halves};
 pub use runtime::{prefer_runtime_from_state, runtime_candidates, runtime_path, RuntimeError, LIBRARY_NAME};
 pub use synth_rate::{to_synth_rate, SYNTH_HOP};
 

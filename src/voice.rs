@@ -20,20 +20,20 @@ mod to_model_rate;
 
 use std::sync::{Arc, Mutex};
 
-pub use content::DEFAULT_CONTEXT_FRAMES;
+pub use content::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
 pub use status::{Step, StepStatus, StepTimes, VoiceStatus};
+pub use to_model_rate::Audio16k;
 
 use crate::engine::{BlockFailed, FileWait, Stage};
 use crate::features::ModelReader;
 use crate::npy::Matrix;
 use crate::retrieval::IndexReader;
-use content::ContentFeatures;
 use index_blend::IndexBlend;
 use pitch::Pitch;
 use status::StatusWriter;
 use synthesizer::{ModelAudio, Synthesizer};
 use to_host_rate::ToHostRate;
-use to_model_rate::{Audio16k, ToModelRate};
+use to_model_rate::ToModelRate;
 
 /// The longest content context the controls accept: RVC's own (2.5 s, 125 frames of 20 ms).
 pub const CONTEXT_FRAMES_MAX: usize = 125;

@@ -282,3 +282,72 @@ fn models_split_after_the_front_end_compute_the_same_features() {
         }
     }
 }
+
+/// Streams 16 kHz audio through the content-feature step block by block, trimming the shared
+/// buffer as the pipeline does; returns every frame it emitted.
+fn streamed(path: &Path, options: ModelOptions, audio: &[f32], block: usize, context: usize) -> Vec<f32> {
+    use rvc_stage::voice::{Audio16k, ContentFeatures};
+    let runtime = Some(runtime().to_string_lossy().into_owned());
+    let slot = rvc_stage::features::model_slot(std::sync::Arc::new(std::sync::RwLock::new(runtime)), options);
+    slot.request(Some(path.to_path_buf()));
+    slot.wait();
+    let mut step = ContentFeatures::new(slot.reader());
+    let mut buffer = Audio16k::default();
+    let mut frames = rvc_stage::voice::Frames::default();
+    let mut emitted = Vec::new();
+    for samples in audio.chunks_exact(block) {
+        buffer.append(samples);
+        step.take_up_model(&buffer);
+        step.frames(&buffer, context, &mut frames).unwrap();
+        if frames.count() > 0 {
+            assert_eq!(frames.first() as usize, emitted.len() / step.dim().unwrap(), "frames come in stream order");
+        }
+        emitted.extend_from_slice(frames.values());
+        buffer.trim_before(step.keep_from().unwrap());
+    }
+    emitted
+}
+
+/// The streamed features equal an independent reference of the scheme in Python (ONNX
+/// Runtime's Python API on the same windows: the whole model over context + block, or the cut
+/// model's front half over each block's new samples and its back half over the context's
+/// front-end frames), frame by frame — an off-by-one frame or a wrong context fails.
+#[test]
+fn streamed_features_equal_the_python_reference_block_by_block() {
+    let dir = common::scratch("content-stream");
+    let audio = common::noise(9, 3 * 16_000 + 777, 0.4);
+    let audio_path = dir.join("audio.npy");
+    write_matrix(&audio_path, &Matrix { rows: 1, cols: audio.len(), data: audio.clone() }).unwrap();
+    let flatten = format!("import numpy as np; np.save('{0}', np.load('{0}')[0])", audio_path.display());
+    python(&[&"-c", &flatten]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stream_reference.py");
+    let path = model_path(768);
+    let halves = rvc_stage::features::split_after_front_end(&std::fs::read(&path).unwrap(), 320).unwrap();
+    let (front, back) = (dir.join("front.onnx"), dir.join("back.onnx"));
+    std::fs::write(&front, &halves.front).unwrap();
+    std::fs::write(&back, &halves.back).unwrap();
+    // 100 ms and 230 ms blocks, with a context shorter than the stream (so it is cut) and none.
+    for (block, context) in [(1600, 25), (3680, 7), (1600, 0)] {
+        for split in [false, true] {
+            let options = ModelOptions { split_front_end: split, ..ModelOptions::default() };
+            assert_eq!(ContentModel::load(&path, Some(&runtime()), options).unwrap().is_split(), split);
+            let ours = streamed(&path, options, &audio, block, context);
+            let out = dir.join("expected.npy");
+            let (b, c) = (block.to_string(), context.to_string());
+            let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&script, &audio_path, &b, &c, &out];
+            if split {
+                args.extend([&"split" as &dyn AsRef<std::ffi::OsStr>, &front, &back, &halves.cut]);
+            } else {
+                args.extend([&"whole" as &dyn AsRef<std::ffi::OsStr>, &path]);
+            }
+            python(&args);
+            let expected = read_matrix(&out).unwrap();
+            let what = format!("block {block}, context {context}, split {split}");
+            assert_eq!(ours.len(), expected.data.len(), "{what}: frames");
+            for (frame, (a, b)) in ours.chunks(768).zip(expected.data.chunks(768)).enumerate() {
+                assert_close(a, b, 1e-4, &format!("{what}, frame {frame}"));
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -36,6 +36,11 @@ impl Audio16k {
         &self.samples[offset..]
     }
 
+    /// Appends 16 kHz samples (what the resampler does; tests feed known audio this way).
+    pub fn append(&mut self, samples: &[f32]) {
+        self.samples.extend_from_slice(samples);
+    }
+
     /// Forgets the samples before stream position `keep_from`.
     pub fn trim_before(&mut self, keep_from: u64) {
         let drop = (keep_from.saturating_sub(self.start) as usize).min(self.samples.len());
@@ -78,7 +83,7 @@ impl ToModelRate {
         let (_, written) = self.resampler.process_into_buffer(&input, &mut output, None).map_err(|e| e.to_string())?;
         let dropped = self.skip.min(written);
         self.skip -= dropped;
-        audio.samples.extend_from_slice(&self.output[dropped..written]);
+        audio.append(&self.output[dropped..written]);
         Ok(())
     }
 
