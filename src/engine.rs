@@ -205,7 +205,15 @@ impl<C: StageControls> Engine<C> {
         };
         let offline = (config.mode == RenderMode::Offline).then_some(config.file_wait);
         let worker = worker::WorkerThread::spawn(
-            worker::BlockWorker::new(plan.block, Box::new(stage), rings, handshake.clone(), stats.clone(), offline, lag),
+            worker::BlockWorker::new(
+                plan.block,
+                Box::new(stage),
+                rings,
+                handshake.clone(),
+                stats.clone(),
+                offline,
+                lag,
+            ),
             handshake.clone(),
         )
         .map_err(EngineError::WorkerSpawn)?;

@@ -13,8 +13,8 @@ mod split;
 mod synth_rate;
 
 pub use model::{frames_for, ContentModel, ModelError, ModelOptions, Precision, HOP, RECEPTIVE_FIELD, SAMPLE_RATE};
-pub use split::{split_after_front_end, Halves};
 pub use runtime::{prefer_runtime_from_state, runtime_candidates, runtime_path, RuntimeError, LIBRARY_NAME};
+pub use split::{split_after_front_end, Halves};
 pub use synth_rate::{to_synth_rate, SYNTH_HOP};
 
 use std::path::PathBuf;
@@ -36,8 +36,13 @@ static MODELS: LazyLock<SharedFiles<Mutex<ContentModel>>> = LazyLock::new(Shared
 pub fn model_slot(runtime: Arc<RwLock<Option<String>>>, options: ModelOptions) -> ModelSlot {
     Slot::new(Arc::new(move |path| {
         let runtime = runtime.read().unwrap_or_else(|e| e.into_inner()).clone().map(PathBuf::from);
-        MODELS.get_or_load(path, &format!("{options:?}"), || {
+        let model = MODELS.get_or_load(path, &format!("{options:?}"), || {
             ContentModel::load(path, runtime.as_deref(), options).map(Mutex::new).map_err(|e| e.to_string())
-        })
+        });
+        // Loading builds and drops the file's bytes, the whole-model session and the halves'
+        // bytes: hundreds of MB in small heap blocks that glibc keeps mapped. Hand them back.
+        // SAFETY: malloc_trim only releases free heap memory; any thread may call it.
+        unsafe { libc::malloc_trim(0) };
+        model
     }))
 }

@@ -179,21 +179,25 @@ impl VoiceStage {
     fn convert(&mut self, input: &[f32], controls: &VoiceControls, output: &mut [f32]) -> Result<(), BlockFailed> {
         self.take_up_new_files();
         let status = &mut self.status;
+        // 1. Host rate → 16 kHz, into the buffer the 16 kHz steps share.
         status.run(Step::ToModelRate, || match &mut self.to_model_rate {
             Ok(resampler) => resampler.push(input, &mut self.audio_16k),
             Err(why) => Err(why.clone()),
         });
+        // 2. Content features and pitch of what the block completed.
         status.run(Step::ContentFeatures, || {
             self.content.frames(&self.audio_16k, controls.context_frames, &mut self.frames)
         });
         status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, &mut self.f0));
+        // 3. The features pulled towards the index's voice.
         status.run(Step::IndexBlend, || self.index_blend.apply(&self.frames, controls.index_ratio, &mut self.blended));
         if let Some(tap) = &mut self.tap {
             tap.frames(&self.blended, self.index_blend.ratios());
         }
-        let voiced = status.run(Step::Synthesizer, || {
-            self.synthesizer.render(&self.blended, &self.f0, input, &mut self.voice)
-        }) && status.run(Step::ToHostRate, || self.to_host_rate.convert(&self.voice, output));
+        // 4. The voice, at the synthesizer's rate; 5. back at the host's.
+        let voiced = status
+            .run(Step::Synthesizer, || self.synthesizer.render(&self.blended, &self.f0, input, &mut self.voice))
+            && status.run(Step::ToHostRate, || self.to_host_rate.convert(&self.voice, output));
         status.publish();
         self.forget_unneeded_audio();
         if voiced {

@@ -46,8 +46,14 @@ fn bad_input_is_explained_not_crashed_on() {
         (&["render", "/nonexistent.wav", "-o", o], "cannot read /nonexistent.wav"),
         (&["render", g, "-o", o, "--block-ms", "20"], "--block-ms must be within 50-500"),
         // An index blends content features: without a model it would change nothing.
-        (&["render", g, "-o", o, "--index", "x.index"], "--index blends the content model's features: give the model with --hubert too"),
-        (&["render", g, "-o", o, "--context-ms", "2600"], "--context-ms must be within 0-2500 (the plugin's Context range), got 2600"),
+        (
+            &["render", g, "-o", o, "--index", "x.index"],
+            "--index blends the content model's features: give the model with --hubert too",
+        ),
+        (
+            &["render", g, "-o", o, "--context-ms", "2600"],
+            "--context-ms must be within 0-2500 (the plugin's Context range), got 2600",
+        ),
         (&["features", g, "-o", o, "--hubert", "m.onnx", "--context-ms=-20"], "--context-ms must be within 0-2500"),
     ];
     for (args, message) in cases {
@@ -69,11 +75,13 @@ fn render_runs_the_voice_pipeline_with_a_model_and_an_index() {
     common::write_wav(&input, 44_100, std::slice::from_ref(&mono));
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hubert-tiny-256.onnx");
     let index = common::generated("reference_search.py").join("fast_scan_256.index");
-    let (ok, text) = common::rvc_stage_cli(&[&"render", &input, &"-o", &output, &"--hubert", &model, &"--index", &index]);
+    let (ok, text) =
+        common::rvc_stage_cli(&[&"render", &input, &"-o", &output, &"--hubert", &model, &"--index", &index]);
     assert!(ok, "{text}");
     assert_eq!(read_wav(&output).1, mono);
     let wide = common::generated("reference_search.py").join("fast_scan_768.index");
-    let (ok, text) = common::rvc_stage_cli(&[&"render", &input, &"-o", &output, &"--hubert", &model, &"--index", &wide]);
+    let (ok, text) =
+        common::rvc_stage_cli(&[&"render", &input, &"-o", &output, &"--hubert", &model, &"--index", &wide]);
     assert!(!ok && text.contains("index blend: the content features have 256 values per frame"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }

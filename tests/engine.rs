@@ -10,7 +10,12 @@ fn config(sample_rate: f64, max_buffer: usize, channels: usize, mode: RenderMode
     EngineConfig { sample_rate, max_buffer, channels, block_ms: 50.0, mode, ..EngineConfig::default() }
 }
 
-fn offline(sample_rate: f64, max_buffer: usize, channels: usize, stage: impl Stage<Controls = ()> + 'static) -> Engine<()> {
+fn offline(
+    sample_rate: f64,
+    max_buffer: usize,
+    channels: usize,
+    stage: impl Stage<Controls = ()> + 'static,
+) -> Engine<()> {
     Engine::start(config(sample_rate, max_buffer, channels, RenderMode::Offline), stage).unwrap()
 }
 
@@ -307,7 +312,10 @@ fn stopping_returns_while_a_load_is_blocked_and_the_load_ends_later() {
     };
     let slot = Slot::new(loader.clone());
     slot.request(Some("/blocked.bin".into()));
-    let config = EngineConfig { file_wait: std::time::Duration::from_secs(24 * 3600), ..config(48_000.0, 4800, 1, RenderMode::Offline) };
+    let config = EngineConfig {
+        file_wait: std::time::Duration::from_secs(24 * 3600),
+        ..config(48_000.0, 4800, 1, RenderMode::Offline)
+    };
     let mut engine = Engine::start(config, WaitsForLoad(slot.reader())).unwrap();
     // A whole block reaches the worker, which starts waiting for the load.
     let mut block = vec![0.0f32; 4800];

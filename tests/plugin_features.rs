@@ -138,7 +138,11 @@ fn the_plugin_worker_computes_what_the_cli_writes_renders_repeat_and_bad_files_a
             "render {i}: the worker's features differ"
         );
     }
-    assert_ne!(automated[0].1.data[..voice_values], plugin_features.data[..voice_values], "the automation reached the worker");
+    assert_ne!(
+        automated[0].1.data[..voice_values],
+        plugin_features.data[..voice_values],
+        "the automation reached the worker"
+    );
 
     // A model that cannot be used: the audio still passes, and the log says why.
     let broken = dir.join("broken.onnx");

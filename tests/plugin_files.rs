@@ -21,13 +21,18 @@ const RATE: f64 = 44_100.0;
 /// Renders an impulse (after 1.5 s of noise, so the model has frames to compute) with `files`
 /// (persisted key, path) in the state; returns the latency, where the impulse came out, and
 /// the features the worker recorded.
-fn render_with(entry: &clack_host::prelude::PluginEntry, files: &[(&str, &Path)], dump: &Path) -> (usize, usize, Matrix) {
+fn render_with(
+    entry: &clack_host::prelude::PluginEntry,
+    files: &[(&str, &Path)],
+    dump: &Path,
+) -> (usize, usize, Matrix) {
     let mut plugin = Plugin::new(entry).unwrap();
     for (key, path) in files {
         plugin.set_persisted_path(key, path).unwrap();
     }
     let settings = Settings::new(RATE, 512, true);
-    let latency = plugin.render(settings, &[vec![0.0; 1], vec![0.0; 1]], &[("Index Ratio", "1")], || 1).unwrap().latency;
+    let latency =
+        plugin.render(settings, &[vec![0.0; 1], vec![0.0; 1]], &[("Index Ratio", "1")], || 1).unwrap().latency;
     let at = 66_150;
     let mut input = common::noise(4, at, 0.3);
     input.resize(at + latency as usize + 5_000, 0.0);
@@ -70,7 +75,11 @@ fn every_file_outcome_is_observed_and_the_latency_never_depends_on_the_files() {
 
     let logged = std::fs::read_to_string(&log).unwrap();
     let line = |path: &Path| {
-        logged.lines().find(|line| line.contains(&*path.to_string_lossy())).unwrap_or_else(|| panic!("{}:\n{logged}", path.display())).to_string()
+        logged
+            .lines()
+            .find(|line| line.contains(&*path.to_string_lossy()))
+            .unwrap_or_else(|| panic!("{}:\n{logged}", path.display()))
+            .to_string()
     };
     assert!(line(&good).contains("loaded"), "{}", line(&good));
     assert!(line(&corrupt).contains("is not a usable index"), "{}", line(&corrupt));

@@ -17,7 +17,8 @@ use common::in_process_entry;
 
 fn runtime() -> PathBuf {
     std::env::var_os("RVC_STAGE_ONNXRUNTIME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/rvc-stage/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
+        PathBuf::from(std::env::var_os("HOME").unwrap())
+            .join(".cache/rvc-stage/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
     })
 }
 

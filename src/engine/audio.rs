@@ -18,7 +18,9 @@ use multiversion::multiversion;
 use rtrb::{Consumer, Producer};
 
 use super::latency::samples_for_ms;
-use super::{ControlEvent, EngineConfig, EngineStats, Handshake, LatencyPlan, RenderMode, StageControls, OFFLINE_WAIT_LIMIT};
+use super::{
+    ControlEvent, EngineConfig, EngineStats, Handshake, LatencyPlan, RenderMode, StageControls, OFFLINE_WAIT_LIMIT,
+};
 use crate::rt::{flush, DelayLine, Ramp};
 
 /// Smoothing time for dry/wet, output gain and bypass changes.
@@ -416,7 +418,13 @@ impl<C: StageControls> AudioProcessor<C> {
 
     /// Computes this call's wet weight (`mix × g`) and gain. Returns them as constants when
     /// nothing ramps, which is the common case and keeps the mixing loop trivial.
-    fn weights(&mut self, first_input: i64, n: usize, available_until: i64, controls: Controls<C>) -> Option<(f32, f32)> {
+    fn weights(
+        &mut self,
+        first_input: i64,
+        n: usize,
+        available_until: i64,
+        controls: Controls<C>,
+    ) -> Option<(f32, f32)> {
         let (mix_target, gain_target) = if controls.bypass { (0.0, 1.0) } else { (controls.mix, controls.gain) };
         // Samples [usable_from, usable_until) have wet audio now and `fade` samples beyond.
         let live = self.stream == Stream::Live;

@@ -171,12 +171,16 @@ impl<T: Send + Sync + 'static> Drop for Slot<T> {
     }
 }
 
-fn load_and_publish<T>(shared: &Shared<T>, request: u64, path: PathBuf, load: &dyn Fn(&Path) -> Result<Arc<T>, String>) {
+fn load_and_publish<T>(
+    shared: &Shared<T>,
+    request: u64,
+    path: PathBuf,
+    load: &dyn Fn(&Path) -> Result<Arc<T>, String>,
+) {
     // A panic in a loader (a library asserting on a bad file) must not leave the slot loading
     // forever: it becomes a failure like any other.
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&path))).unwrap_or_else(|panic| {
-        Err(format!("loading it crashed: {}", super::worker::panic_message(&*panic)))
-    });
+    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&path)))
+        .unwrap_or_else(|panic| Err(format!("loading it crashed: {}", super::worker::panic_message(&*panic))));
     // A superseded or replaced resource is dropped here, on the loader thread, unless the
     // worker still holds it (it frees it then, when it lets go).
     match loaded {
@@ -239,10 +243,8 @@ impl<T> SlotReader<T> {
             return false;
         }
         let published = lock(&self.shared.published);
-        let replaced = std::mem::replace(
-            &mut self.current,
-            published.current.as_ref().map(|(_, resource)| resource.clone()),
-        );
+        let replaced =
+            std::mem::replace(&mut self.current, published.current.as_ref().map(|(_, resource)| resource.clone()));
         // Read under the lock: it matches `current` exactly.
         self.seen = self.shared.generation.load(Ordering::Acquire);
         drop(published);

@@ -262,10 +262,7 @@ pub struct WorkerThread {
 }
 
 impl WorkerThread {
-    pub fn spawn<C: StageControls>(
-        mut worker: BlockWorker<C>,
-        handshake: Arc<Handshake>,
-    ) -> std::io::Result<Self> {
+    pub fn spawn<C: StageControls>(mut worker: BlockWorker<C>, handshake: Arc<Handshake>) -> std::io::Result<Self> {
         let stop = handshake.clone();
         let handle = thread::Builder::new().name("rvc-stage-worker".into()).spawn(move || {
             let run = || {

@@ -119,8 +119,15 @@ impl ContentModel {
         let contract = |problem: String| ModelError::Contract { path: path.into(), problem };
         let (input, input_rank) = input_of(&session).map_err(contract)?;
         let (output, dim) = output_of(&session).map_err(contract)?;
-        let mut model =
-            ContentModel { session: Some(session), halves: None, input, input_rank, output, dim: dim.unwrap_or(0), precision };
+        let mut model = ContentModel {
+            session: Some(session),
+            halves: None,
+            input,
+            input_rank,
+            output,
+            dim: dim.unwrap_or(0),
+            precision,
+        };
         model.probe().map_err(contract)?;
         if options.split_front_end {
             model.try_split(environment, &bytes, options);

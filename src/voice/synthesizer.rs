@@ -30,7 +30,13 @@ impl Synthesizer {
     }
 
     /// The voice for one block: for now `dry`, delayed.
-    pub fn render(&mut self, _features: &Frames, _f0: &[f32], dry: &[f32], voice: &mut ModelAudio) -> Result<(), String> {
+    pub fn render(
+        &mut self,
+        _features: &Frames,
+        _f0: &[f32],
+        dry: &[f32],
+        voice: &mut ModelAudio,
+    ) -> Result<(), String> {
         voice.rate = self.host_rate;
         voice.samples.clear();
         self.delayed.extend(dry);

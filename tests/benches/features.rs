@@ -8,11 +8,13 @@
 //! first-layer GroupNorm normalises over time, so split frames are not exactly whole frames: the
 //! cosine shows it.) "split, int8" is the same model with its matrix products quantized at load.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use rvc_stage::features::{frames_for, ContentModel, ModelOptions, Precision, HOP};
+
+#[path = "shared/cache.rs"]
+mod cache;
+use cache::base_model;
 
 const RATE: usize = 16_000;
 const CLIP_S: f64 = 12.0;
@@ -21,12 +23,15 @@ fn main() {
     let model_path = base_model();
     let mut model = ContentModel::load(&model_path, None, ModelOptions::default()).expect("the base model loads");
     assert!(model.is_split(), "the base fixture is cut after its front end (found by its strides)");
+    // A cut model keeps only its halves, so the whole-model rows load it whole.
+    let whole_options = ModelOptions { split_front_end: false, ..ModelOptions::default() };
+    let mut whole = ContentModel::load(&model_path, None, whole_options).expect("the base model loads whole");
     let int8_options = ModelOptions { precision: Precision::Int8, ..ModelOptions::default() };
     let mut int8 = ContentModel::load(&model_path, None, int8_options).expect("the base model quantizes");
     assert!(int8.precision() == Precision::Int8 && int8.is_split());
     let audio = voice_like((CLIP_S * RATE as f64) as usize);
     let mut reference = Vec::new();
-    model.run(&audio, &mut reference).unwrap();
+    whole.run(&audio, &mut reference).unwrap();
     let dim = model.dim();
     println!(
         "content model per block: HuBERT-base-size ({}), one thread; cosine of new frames vs float32 whole-clip context",
@@ -36,14 +41,15 @@ fn main() {
     println!("| block | scheme | context | ms per block (median) | real-time factor | × cheaper than RVC | cosine mean / min |");
     println!("|---:|---|---:|---:|---:|---:|---:|");
     for block_s in [0.1, 0.25] {
-        let rvc = measure(&mut model, &audio, &reference, dim, block_s, 2.5, false);
+        let rvc = measure(&mut whole, &audio, &reference, dim, block_s, 2.5, false);
         let schemes = [("whole", false, false), ("split", true, false), ("split, int8", true, true)];
         for (scheme, split, quantized) in schemes {
             for context_s in [0.5, 1.0, 2.5] {
                 let is_rvc = context_s == 2.5 && !split;
                 let ours = match (is_rvc, quantized) {
                     (true, _) => rvc,
-                    (false, false) => measure(&mut model, &audio, &reference, dim, block_s, context_s, split),
+                    (false, false) if !split => measure(&mut whole, &audio, &reference, dim, block_s, context_s, false),
+                    (false, false) => measure(&mut model, &audio, &reference, dim, block_s, context_s, true),
                     (false, true) => measure(&mut int8, &audio, &reference, dim, block_s, context_s, split),
                 };
                 let scheme = if is_rvc { "whole (RVC's schedule)" } else { scheme };
@@ -143,32 +149,4 @@ fn voice_like(len: usize) -> Vec<f32> {
             (0.2 * voiced * envelope + 0.01 * (rng.f64() * 2.0 - 1.0)) as f32
         })
         .collect()
-}
-
-fn base_model() -> PathBuf {
-    use std::hash::{Hash, Hasher};
-    let base = std::env::var_os("RVC_STAGE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/rvc-stage"));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_hubert.py");
-    // Named after the script that writes it, so a changed fixture is generated anew.
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    std::fs::read(&script).unwrap().hash(&mut hasher);
-    let dir = base.join("bench");
-    let path = dir.join(format!("hubert-base-768-{:016x}.onnx", hasher.finish()));
-    if !path.exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        // The older ones are 360 MB each.
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            if entry.file_name().to_string_lossy().starts_with("hubert-base-768") {
-                std::fs::remove_file(entry.path()).unwrap();
-            }
-        }
-        let python =
-            std::env::var_os("RVC_STAGE_PYTHON").expect("run through `cargo xtask bench`, which sets up Python");
-        let status =
-            Command::new(python).arg(script).arg(&path).args(["--size", "base", "--dim", "768"]).status().unwrap();
-        assert!(status.success(), "generating the base-size model failed");
-    }
-    path
 }

@@ -15,6 +15,10 @@ use rvc_stage::npy::read_matrix;
 use rvc_stage::retrieval::build::{build_index, BuildOptions};
 use rvc_stage::retrieval::{FeatureIndex, Retriever, SearchSettings};
 
+#[path = "shared/cache.rs"]
+mod cache;
+use cache::cache;
+
 const BLOCK: usize = 25;
 const K: usize = 8;
 const RATIO: f32 = 0.75;
@@ -32,13 +36,6 @@ fn main() {
     if !only_small {
         bench(1_000_000, 256, &variants);
     }
-}
-
-fn cache() -> PathBuf {
-    let base = std::env::var_os("RVC_STAGE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/rvc-stage"));
-    base.join("bench")
 }
 
 /// `variants`: our list counts as multiples of √N, with the dimensions per PQ sub-quantizer.

@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::{ensure, Result};
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, BLOCK_MS_RANGE};
-use rvc_stage::features::{frames_for, model_slot, runtime_path, to_synth_rate, ModelOptions, ModelSlot, Precision, SAMPLE_RATE};
+use rvc_stage::features::{
+    frames_for, model_slot, runtime_path, to_synth_rate, ModelOptions, ModelSlot, Precision, SAMPLE_RATE,
+};
 use rvc_stage::npy::{write_matrix, Matrix};
 use rvc_stage::retrieval::{FeatureIndex, IndexSlot, SearchSettings};
 use rvc_stage::voice::{FeatureRecorder, Step, StepStatus, VoiceControls, VoiceFiles, VoiceStage};
@@ -100,8 +102,12 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
         args.output.display()
     );
     let per_block = |step: Step| steps[step as usize].times.mean().as_secs_f64() * 1000.0;
-    let (features_ms, blend_ms) = (per_block(Step::ToModelRate) + per_block(Step::ContentFeatures), per_block(Step::IndexBlend));
-    println!("worker per {} ms block: content features {features_ms:.2} ms, index blend {blend_ms:.2} ms", args.block_ms);
+    let (features_ms, blend_ms) =
+        (per_block(Step::ToModelRate) + per_block(Step::ContentFeatures), per_block(Step::IndexBlend));
+    println!(
+        "worker per {} ms block: content features {features_ms:.2} ms, index blend {blend_ms:.2} ms",
+        args.block_ms
+    );
     if let (Some(plot), Some(path)) = (&args.plot, &args.index) {
         let (plain, _) = run_chain(args, context_frames, &mono, rate, &models, &IndexSlot::default())?;
         let nearest = FeatureIndex::load(path, SearchSettings { k: 1, ..SearchSettings::default() })?;
