@@ -348,6 +348,7 @@ fn files_replaced_mid_render_never_stall_it_and_apply_at_the_same_block() {
         );
         features
     };
+    fixture("rvc_flat_256.index"); // the faiss-cpu fixtures are written once, before any timing
     let in_flight = timed(false, true);
     let waited = timed(true, true);
     let unchanged = timed(false, false);
