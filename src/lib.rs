@@ -9,6 +9,7 @@
 //!   [`engine::Stage`], built from typed steps in the order audio flows.
 //! - [`features`] — content models (HuBERT / ContentVec ONNX) through ONNX Runtime.
 //! - [`retrieval`] — the feature index: validating, loading, searching, blending, building.
+//! - [`pitch`] — RVC's pitch formulas: RMVPE's log-mel input and salience decoding, coarse codes.
 //! - [`plot`] — the font the CLI's plots use.
 //! - [`npy`] — feature matrices as `.npy` files for the CLI.
 //! - [`rt`] — allocation-free primitives the audio thread is built from.
@@ -16,6 +17,7 @@
 pub mod engine;
 pub mod features;
 pub mod npy;
+pub mod pitch;
 pub mod plot;
 pub mod plugin;
 pub mod retrieval;
