@@ -2,7 +2,7 @@
 //! in the order audio flows — read [`VoiceStage::convert`] top to bottom:
 //!
 //! 1. [`to_model_rate`]: host rate → 16 kHz, into the buffer every 16 kHz step reads;
-//! 2. [`content`] features and [`pitch`] (not built yet), both from that buffer;
+//! 2. [`content`] features and [`pitch`] (the built-in estimator), both from that buffer;
 //! 3. [`index_blend`]: content frames pulled towards the index's voice;
 //! 4. [`synthesizer`] (not built yet: the delayed input stands in for the converted voice);
 //! 5. [`to_host_rate`]: the voice back at the host's rate.
@@ -21,6 +21,7 @@ mod to_model_rate;
 use std::sync::{Arc, Mutex};
 
 pub use content::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
+pub use pitch::{PitchFrames, PITCH_HOP};
 pub use status::{Step, StepStatus, StepTimes, VoiceStatus};
 pub use to_model_rate::Audio16k;
 
@@ -47,12 +48,14 @@ pub struct VoiceControls {
     /// Left context the content model sees for each block, in 20 ms content frames (at most
     /// [`CONTEXT_FRAMES_MAX`]).
     pub context_frames: usize,
+    /// Pitch shift in semitones (Transpose plus Fine Tune's cents / 100).
+    pub transpose: f32,
 }
 
 impl Default for VoiceControls {
     fn default() -> Self {
         // RVC's own default index rate.
-        Self { index_ratio: 0.75, context_frames: DEFAULT_CONTEXT_FRAMES }
+        Self { index_ratio: 0.75, context_frames: DEFAULT_CONTEXT_FRAMES, transpose: 0.0 }
     }
 }
 
@@ -114,6 +117,8 @@ impl Frames {
 pub trait FeatureTap: Send {
     /// One block's blended frames and the index ratio each was blended with.
     fn frames(&mut self, frames: &Frames, ratios: &[f32]);
+    /// One block's pitch frames.
+    fn pitch(&mut self, _pitch: &PitchFrames) {}
     /// The stream restarts.
     fn reset(&mut self) {}
 }
@@ -132,7 +137,7 @@ pub struct VoiceStage {
     /// What flows between the steps, kept so blocks allocate nothing once warmed up.
     audio_16k: Audio16k,
     frames: Frames,
-    f0: Vec<f32>,
+    f0: PitchFrames,
     blended: Frames,
     voice: ModelAudio,
     latency: usize,
@@ -149,7 +154,7 @@ impl VoiceStage {
         VoiceStage {
             to_model_rate,
             content: ContentFeatures::new(files.model),
-            pitch: Pitch,
+            pitch: Pitch::default(),
             index_blend: IndexBlend::new(files.index),
             synthesizer: Synthesizer::new(host_rate, latency),
             to_host_rate: ToHostRate::new(host_rate),
@@ -157,7 +162,7 @@ impl VoiceStage {
             status,
             audio_16k: Audio16k::default(),
             frames: Frames::default(),
-            f0: Vec::new(),
+            f0: PitchFrames::default(),
             blended: Frames::default(),
             voice: ModelAudio::default(),
             latency,
@@ -188,11 +193,12 @@ impl VoiceStage {
         status.run(Step::ContentFeatures, || {
             self.content.frames(&self.audio_16k, controls.context_frames, &mut self.frames)
         });
-        status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, &mut self.f0));
+        status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, &mut self.f0));
         // 3. The features pulled towards the index's voice.
         status.run(Step::IndexBlend, || self.index_blend.apply(&self.frames, controls.index_ratio, &mut self.blended));
         if let Some(tap) = &mut self.tap {
             tap.frames(&self.blended, self.index_blend.ratios());
+            tap.pitch(&self.f0);
         }
         // 4. The voice, at the synthesizer's rate; 5. back at the host's.
         let voiced = status
@@ -239,6 +245,7 @@ impl Stage for VoiceStage {
         self.audio_16k = Audio16k::default();
         self.content.reset();
         self.index_blend.reset();
+        self.pitch.reset();
         self.synthesizer.reset();
         if let Some(tap) = &mut self.tap {
             tap.reset();

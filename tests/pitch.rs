@@ -210,3 +210,93 @@ fn the_built_in_estimator_meets_its_accuracy_targets() {
     }
     assert!(failures.is_empty(), "targets missed on {failures:?}");
 }
+
+/// Records the pitch frames the pipeline decides, in stream order.
+#[derive(Clone, Default)]
+struct PitchTap(std::sync::Arc<std::sync::Mutex<Vec<f32>>>);
+
+impl rvc_stage::voice::FeatureTap for PitchTap {
+    fn frames(&mut self, _: &rvc_stage::voice::Frames, _: &[f32]) {}
+    fn pitch(&mut self, pitch: &rvc_stage::voice::PitchFrames) {
+        let mut f0 = self.0.lock().unwrap();
+        assert_eq!(pitch.first() as usize, f0.len(), "pitch frames come in stream order, none missing");
+        f0.extend_from_slice(pitch.f0());
+    }
+}
+
+/// The voice pipeline's pitch step at a host rate: `signal` (16 kHz) resampled to `rate`,
+/// rendered offline in `block_ms` blocks and 333-frame calls, transposed by `semitones`.
+fn pipeline_pitch(signal: &Signal, rate: u32, block_ms: f64, semitones: f32) -> Vec<f32> {
+    use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode};
+    use rvc_stage::voice::{VoiceControls, VoiceFiles, VoiceStage};
+    let config = EngineConfig {
+        sample_rate: f64::from(rate),
+        max_buffer: 333,
+        channels: 1,
+        block_ms,
+        mode: RenderMode::Offline,
+        ..Default::default()
+    };
+    let (model, index) = (
+        rvc_stage::features::model_slot(Default::default(), Default::default()),
+        rvc_stage::retrieval::IndexSlot::default(),
+    );
+    let tap = PitchTap::default();
+    let files = VoiceFiles { model: model.reader(), index: index.reader() };
+    let stage = VoiceStage::new(files, config.sample_rate, config.block_samples()).with_tap(Box::new(tap.clone()));
+    let mut engine = Engine::start(config, stage).unwrap();
+    // Linear interpolation to the host rate is enough for a band-limited voice below 4 kHz.
+    let len = (signal.audio.len() as f64 * f64::from(rate) / 16_000.0) as usize;
+    let mut audio: Vec<f32> = (0..len)
+        .map(|n| {
+            let at = n as f64 * 16_000.0 / f64::from(rate);
+            let (i, frac) = (at as usize, (at - at.floor()) as f32);
+            let next = signal.audio.get(i + 1).copied().unwrap_or(0.0);
+            signal.audio[i] * (1.0 - frac) + next * frac
+        })
+        .collect();
+    // Then a second of silence, so every frame of the signal is decided.
+    audio.resize(len + rate as usize, 0.0);
+    let controls =
+        Controls { stage: VoiceControls { transpose: semitones, ..VoiceControls::default() }, ..Controls::default() };
+    for chunk in audio.chunks_mut(333) {
+        engine.process(&mut [chunk], controls);
+    }
+    drop(engine);
+    let mut f0 = tap.0.lock().unwrap().clone();
+    f0.truncate(signal.f0.len());
+    f0
+}
+
+/// Through the voice pipeline at 44.1, 48 and 22.05 kHz and odd block sizes, the pitch step
+/// meets the same targets; the same audio in other blocks gives the same track (within 1 cent:
+/// only the resampler's rounding differs); Transpose +12 doubles and −12 halves every voiced f0.
+#[test]
+fn the_pipelines_pitch_step_is_accurate_at_host_rates_whatever_the_blocks_and_transposes() {
+    let signals = signals();
+    for (signal, rate, block_ms) in
+        [(&signals[1], 44_100, 100.0), (&signals[3], 48_000, 230.0), (&signals[4], 22_050, 75.0)]
+    {
+        let f0 = pipeline_pitch(signal, rate, block_ms, 0.0);
+        assert_eq!(f0.len(), signal.f0.len(), "{}: every frame decided", signal.name);
+        let (gross, median, voicing) = score(signal, &f0);
+        assert!(
+            gross <= 0.02 && median <= 10.0 && voicing <= 0.05,
+            "{} at {rate} Hz: {gross} {median} {voicing}",
+            signal.name
+        );
+        let other_blocks = pipeline_pitch(signal, rate, 500.0, 0.0);
+        for (k, (a, b)) in f0.iter().zip(&other_blocks).enumerate() {
+            assert_eq!(*a > 0.0, *b > 0.0, "{}: frame {k} voicing differs with 500 ms blocks", signal.name);
+            if *a > 0.0 {
+                assert!((1200.0 * (a / b).log2()).abs() < 1.0, "{}: frame {k}: {a} vs {b} Hz", signal.name);
+            }
+        }
+        for (semitones, factor) in [(12.0, 2.0), (-12.0, 0.5)] {
+            let shifted = pipeline_pitch(signal, rate, block_ms, semitones);
+            for (a, b) in f0.iter().zip(&shifted) {
+                assert_eq!(*b, *a * factor, "{}: transposed by {semitones}", signal.name);
+            }
+        }
+    }
+}

@@ -62,6 +62,13 @@ pub struct RvcStageParams {
     /// 2.5 s every block.
     #[id = "context"]
     pub context_frames: IntParam,
+    /// Pitch shift of the voice in semitones (an octave is 12), applied to the f0 track from
+    /// the next worker block on.
+    #[id = "transpose"]
+    pub transpose: IntParam,
+    /// Fine pitch shift in cents (a semitone is 100), added to Transpose.
+    #[id = "fine_tune"]
+    pub fine_tune: IntParam,
     /// The feature index (`.index` file), saved with the project. Restoring a state loads it
     /// in the background; the previous index stays in use until the new one is ready.
     #[persist = "index-path"]
@@ -175,6 +182,8 @@ impl Default for RvcStageParams {
                 Some((ms / CONTENT_FRAME_MS as f32).round() as i32)
             }))
             .non_automatable(),
+            transpose: IntParam::new("Transpose", 0, IntRange::Linear { min: -24, max: 24 }).with_unit(" st"),
+            fine_tune: IntParam::new("Fine Tune", 0, IntRange::Linear { min: -100, max: 100 }).with_unit(" ct"),
             index: SlotFile(Arc::new(IndexSlot::default())),
             hubert: SlotFile(hubert.clone()),
             onnxruntime: RuntimeFile { path: runtime, model: hubert },

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use super::Frames;
+use super::{Frames, PitchFrames};
 
 /// Audio at a given rate, as the synthesizer makes it.
 #[derive(Debug, Default)]
@@ -33,7 +33,7 @@ impl Synthesizer {
     pub fn render(
         &mut self,
         _features: &Frames,
-        _f0: &[f32],
+        _pitch: &PitchFrames,
         dry: &[f32],
         voice: &mut ModelAudio,
     ) -> Result<(), String> {

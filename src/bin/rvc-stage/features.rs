@@ -142,7 +142,8 @@ fn run_chain(
     let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
     let status = stage.status();
     let mut engine = Engine::start(config, stage)?;
-    let controls = Controls { stage: VoiceControls { index_ratio: args.ratio, context_frames }, ..Controls::default() };
+    let stage = VoiceControls { index_ratio: args.ratio, context_frames, ..VoiceControls::default() };
+    let controls = Controls { stage, ..Controls::default() };
     run_offline(&mut engine, &mut [mono.to_vec()], 1024, controls)?;
     drop(engine);
     if let Some(error) = status.errors().first() {

@@ -204,7 +204,7 @@ fn render(args: &RenderArgs) -> Result<()> {
         mix: args.mix,
         gain: 10f32.powf(args.gain_db / 20.0),
         bypass: false,
-        stage: VoiceControls { index_ratio: args.index_ratio, context_frames },
+        stage: VoiceControls { index_ratio: args.index_ratio, context_frames, ..VoiceControls::default() },
     };
 
     run_offline(&mut engine, &mut channels, args.buffer, controls)?;
