@@ -111,14 +111,18 @@ fn the_plugin_worker_computes_what_the_cli_writes_renders_repeat_and_bad_files_a
         "and so must the features the worker computes"
     );
 
-    // Index Ratio automated on every sample: whatever the host's buffer sizes (1…64 frames, or
-    // 4096), every worker block gets the value at its first sample, so offline renders and the
-    // features behind them are identical.
+    // Index Ratio automated every 97 samples (sample-accurately): whatever the host's buffer
+    // sizes (1…64 frames, or 4096), every worker block gets the value at its first sample, so
+    // offline renders and the features behind them are identical. (Not every sample: nice-plug
+    // would then split every buffer into single samples, whatever the host sent.)
     let (ratio_id, quarter) = plugin.param_from_text("Index Ratio", "0.25").unwrap();
     assert_eq!(quarter, 0.25, "CLAP values of Index Ratio are its plain values");
     let len = voice.len() + RATE as usize + 30_000;
     let automation = clap_host::Automation(
-        (0..len).map(|n| (n, ratio_id, 0.5 + 0.5 * (n as f64 * 2.0 * std::f64::consts::PI / 16_317.0).sin())).collect(),
+        (0..len)
+            .step_by(97)
+            .map(|n| (n, ratio_id, 0.5 + 0.5 * (n as f64 * 2.0 * std::f64::consts::PI / 16_317.0).sin()))
+            .collect(),
     );
     let mut automated = Vec::new();
     let host_buffers: [Box<dyn FnMut() -> usize + Send>; 3] =

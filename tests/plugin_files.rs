@@ -30,6 +30,11 @@ fn render_with(
     for (key, path) in files {
         plugin.set_persisted_path(key, path).unwrap();
     }
+    // The state with its files saves, restores and saves again byte-identically.
+    let saved = plugin.save_state().unwrap();
+    let mut restored = Plugin::new(entry).unwrap();
+    restored.load_state(&saved).unwrap();
+    assert_eq!(restored.save_state().unwrap(), saved, "{files:?}");
     let settings = Settings::new(RATE, 512, true);
     let latency =
         plugin.render(settings, &[vec![0.0; 1], vec![0.0; 1]], &[("Index Ratio", "1")], || 1).unwrap().latency;

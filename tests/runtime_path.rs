@@ -46,6 +46,7 @@ fn in_child(case: &str) {
         .env("RVC_STAGE_CACHE", "/nonexistent")
         .env("RVC_STAGE_ONNXRUNTIME", runtime())
         .env(rvc_stage::plugin::FEATURE_DUMP_VAR, dir.join("features.npy"))
+        .env("NICE_LOG", dir.join("plugin.log"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
@@ -62,6 +63,9 @@ fn the_state_names_the_runtime_before_its_model_loads() {
     plugin.set_persisted_paths(&[("hubert-path", &model()), ("onnxruntime-path", &runtime())]).unwrap();
     assert!(frames_computed(&mut plugin) > 40, "the model loaded with the state's runtime");
     assert_eq!(rvc_stage::features::runtime_path(), Some(runtime().as_path()));
+    // At the first attempt: no load failed on the way (no retry rescued it).
+    let log = std::fs::read_to_string(std::env::var_os("NICE_LOG").unwrap()).unwrap_or_default();
+    assert!(!log.contains("RVC Stage cannot use") && !log.contains("was not found"), "{log}");
 }
 
 #[test]

@@ -368,7 +368,7 @@ impl<C: StageControls> AudioProcessor<C> {
             self.consume_wet(stale as usize);
             queued -= stale;
         }
-        let available_until = self.before_next_gap(first_input, self.wet_next + queued);
+        let available_until = self.wet_next + queued;
         let from = self.wet_next.max(first_input);
         let count = (available_until.min(end_input) - from).max(0) as usize;
         let offset = (from - first_input) as usize;
@@ -392,21 +392,21 @@ impl<C: StageControls> AudioProcessor<C> {
         available_until
     }
 
-    /// Clips the end of available wet audio at the next block the worker could not process:
-    /// from there on the wet signal is missing, as in an under-run, so the output crossfades to
-    /// dry before it and back after it. Gaps this call has passed are dropped.
-    fn before_next_gap(&mut self, first_input: i64, available_until: i64) -> i64 {
-        // Worker output sample `j` of the stream belongs to input index `origin + j`.
-        let origin = self.stream_start - self.plan.stage as i64;
+    /// Drops the markers of failed blocks that ended before `first_input`: this call and every
+    /// later one is past them.
+    fn drop_passed_gaps(&mut self, first_input: i64) {
+        let origin = self.wet_origin();
         while let Ok(&gap) = self.gaps.peek() {
-            let start = origin + gap as i64;
-            if start + (self.plan.block as i64) <= first_input {
-                let _ = self.gaps.pop();
-                continue;
+            if origin + (gap + self.plan.block as u64) as i64 > first_input {
+                break;
             }
-            return available_until.min(start.max(first_input));
+            let _ = self.gaps.pop();
         }
-        available_until
+    }
+
+    /// Input index of the worker's output sample 0 of the current stream.
+    fn wet_origin(&self) -> i64 {
+        self.stream_start - self.plan.stage as i64
     }
 
     fn consume_wet(&mut self, count: usize) {
@@ -430,37 +430,59 @@ impl<C: StageControls> AudioProcessor<C> {
         let live = self.stream == Stream::Live;
         let index = |input: i64| (input - first_input).clamp(0, n as i64) as usize;
         let usable_from = index(self.stream_start);
-        let usable_until = if live { index(available_until - self.plan.fade as i64) } else { 0 };
+        let fade = self.plan.fade as i64;
+        let usable_until = if live { index(available_until - fade) } else { 0 };
         // Where the dry signal is known silence, the wet one is too (the stage hears silence
         // there), so the weight may already stand at 1 before the stream starts — as long as
         // wet audio is available `fade` samples ahead like anywhere else. A stream that starts
         // from silence (a new engine, or after a reset) is then wet from its first sample.
         let silent_until = if live { index(self.silent_before) } else { 0 };
-        self.count_underrun(live, usable_from.max(usable_until), n);
+        // Blocks the worker could not make carry no wet audio: each is missing from `fade`
+        // samples before it (so the output has faded to dry when it begins) to its end. Their
+        // markers are in order; this call looks at them without taking them.
+        self.drop_passed_gaps(first_input);
+        let (origin, block) = (self.wet_origin(), self.plan.block as i64);
+        let pending = self.gaps.slots();
+        let Ok(gaps) = self.gaps.read_chunk(pending) else { return None };
+        let (head, tail) = gaps.as_slices();
+        let mut missing =
+            head.iter().chain(tail).map(|&gap| (index(origin + gap as i64 - fade), index(origin + gap as i64 + block)));
+        let mut next_missing = missing.next().filter(|_| live);
 
-        let whole_call_usable = live && usable_until == n && (silent_until == n || usable_from <= silent_until);
+        let whole_call_usable = live
+            && usable_until == n
+            && (silent_until == n || usable_from <= silent_until)
+            && next_missing.is_none_or(|(from, until)| from >= n || until == 0);
         if whole_call_usable
             && self.availability.is_at(1.0)
             && self.mix.is_at(mix_target)
             && self.gain.is_at(gain_target)
         {
+            self.count_underrun(live, false);
             return Some((mix_target, gain_target));
         }
+        let mut late = false;
         for (i, (weight, gain)) in self.wet_weight[..n].iter_mut().zip(&mut self.gain_curve[..n]).enumerate() {
-            let usable = (i < silent_until || i >= usable_from) && i < usable_until;
+            while next_missing.is_some_and(|(_, until)| until <= i) {
+                next_missing = missing.next();
+            }
+            let in_gap = next_missing.is_some_and(|(from, until)| from <= i && i < until);
+            let available = (i < silent_until || i >= usable_from) && i < usable_until;
+            let usable = available && !in_gap;
+            late |= live && i >= usable_from && !usable;
             *weight = self.mix.next(mix_target) * self.availability.next(if usable { 1.0 } else { 0.0 });
             *gain = self.gain.next(gain_target);
         }
+        self.count_underrun(live, late);
         None
     }
 
-    /// Counts an under-run when wet audio is missing for samples the live stream covers
-    /// (from `late_from` on), once per episode.
-    fn count_underrun(&mut self, live: bool, late_from: usize, n: usize) {
+    /// Counts an under-run when wet audio was missing for samples the live stream covers
+    /// (`late_now`), once per episode.
+    fn count_underrun(&mut self, live: bool, late_now: bool) {
         if !live {
             return;
         }
-        let late_now = late_from < n;
         if late_now && !self.late {
             self.stats.underruns.fetch_add(1, Ordering::Relaxed);
         }
@@ -552,6 +574,11 @@ mod tests {
 
     impl Harness {
         fn new(mode: RenderMode) -> Self {
+            Self::with_stage_delay(mode, 0)
+        }
+
+        /// A worker whose stage delays its output by `stage` samples.
+        fn with_stage_delay(mode: RenderMode, stage: usize) -> Self {
             let config = EngineConfig {
                 sample_rate: RATE,
                 max_buffer: CALL,
@@ -560,7 +587,7 @@ mod tests {
                 mode,
                 ..EngineConfig::default()
             };
-            let plan = LatencyPlan::new(RATE, CALL, config.block_ms, 0);
+            let plan = LatencyPlan::new(RATE, CALL, config.block_ms, stage);
             let (to_worker, worker_in) = rtrb::RingBuffer::new(plan.ring_capacity());
             let (worker_out, from_worker) = rtrb::RingBuffer::new(plan.ring_capacity());
             let handshake = Arc::new(Handshake::default());
@@ -569,7 +596,12 @@ mod tests {
             let rings = AudioRings { to_worker, from_worker, control_events, gaps };
             let thread = std::thread::current();
             let audio = AudioProcessor::new(&config, plan, rings, handshake.clone(), thread, Arc::default());
-            Self { audio, worker_in, worker_out, worker_controls, worker_gaps, handshake }
+            let mut harness = Self { audio, worker_in, worker_out, worker_controls, worker_gaps, handshake };
+            // The stage's warm-up: its first `stage` output samples precede the stream.
+            for _ in 0..stage {
+                harness.worker_out.push(0.0).unwrap();
+            }
+            harness
         }
 
         /// An infinitely fast worker: everything sent comes back at once, halved.
@@ -601,6 +633,16 @@ mod tests {
             let mut block = [1.0; CALL];
             self.audio.process(&mut [&mut block[..]], Controls::default());
             block
+        }
+
+        /// Serves and processes `samples` of constant 1.0 input in calls of `call` samples.
+        fn run_in_calls(&mut self, samples: usize, call: usize) -> Vec<f32> {
+            let mut output = vec![1.0; samples];
+            for chunk in output.chunks_mut(call) {
+                self.serve();
+                self.audio.process(&mut [chunk], Controls::default());
+            }
+            output
         }
     }
 
@@ -643,6 +685,33 @@ mod tests {
         assert!(weights[200..250].iter().all(|g| *g == 0.0), "dry for the whole gap");
         assert!(weights[260..].iter().all(|g| *g == 1.0), "wet again after it");
         assert_eq!(h.audio.stats().underruns(), 1, "counted like an under-run");
+    }
+
+    /// Failed blocks (two in a row, then another) of a stage with its own delay: the output is
+    /// dry exactly over them, crossfaded before and after, the same whatever the call sizes.
+    #[test]
+    fn failed_blocks_are_dry_exactly_where_they_are_whatever_the_call_sizes() {
+        let stage = 7;
+        let renders: Vec<Vec<f32>> = [3, 10, 7]
+            .iter()
+            .map(|&call| {
+                let mut h = Harness::with_stage_delay(RenderMode::Realtime, stage);
+                for gap in [200, 250, 450] {
+                    h.worker_gaps.push(gap).unwrap();
+                }
+                let latency = h.audio.latency_samples();
+                let output = h.run_in_calls(latency + 700, call);
+                wet_weights(&output[latency..])
+            })
+            .collect();
+        assert_eq!(renders[0], renders[1]);
+        assert_eq!(renders[0], renders[2]);
+        let weights = &renders[0];
+        assert_ramps_by_fade_steps(weights);
+        // Worker output sample j is input sample j - 7: the gaps cover inputs 193..293 and 443..493.
+        assert!(weights[20..183].iter().all(|g| *g == 1.0), "wet until the fade before the gap");
+        assert!(weights[193..293].iter().all(|g| *g == 0.0) && weights[443..493].iter().all(|g| *g == 0.0));
+        assert!(weights[303..433].iter().all(|g| *g == 1.0) && weights[503..].iter().all(|g| *g == 1.0));
     }
 
     #[test]

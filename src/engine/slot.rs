@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -66,8 +66,16 @@ struct Shared<T> {
     requests: AtomicU64,
     /// Bumped whenever `current` changes.
     generation: AtomicU64,
-    /// Loads started and not yet published or failed.
-    in_flight: AtomicUsize,
+    /// The newest request whose outcome is known (published, failed, or superseded by a newer
+    /// one that is known): loads still running for older requests no longer matter.
+    resolved: AtomicU64,
+}
+
+impl<T> Shared<T> {
+    /// Whether the outcome of the newest request is known.
+    fn is_resolved(&self) -> bool {
+        self.resolved.load(Ordering::Acquire) >= self.requests.load(Ordering::Acquire)
+    }
 }
 
 /// Reads a file into the resource, or says why it cannot. Runs on a loader thread.
@@ -92,7 +100,7 @@ impl<T: Send + Sync + 'static> Slot<T> {
             status: SlotWatch::default(),
             requests: AtomicU64::new(0),
             generation: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
+            resolved: AtomicU64::new(0),
         });
         Slot { shared, load }
     }
@@ -108,32 +116,24 @@ impl<T: Send + Sync + 'static> Slot<T> {
             if let Some(replaced) = publish(&self.shared, request, None) {
                 release_off_thread(replaced);
             }
+            self.shared.resolved.fetch_max(request, Ordering::AcqRel);
             return;
         };
         *lock(&self.shared.status.0) = SlotStatus::Loading { path: path.clone() };
         let (shared, load) = (self.shared.clone(), self.load.clone());
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let spawned = spawn_detached("rvc-stage-loader", move || {
             load_and_publish(&shared, request, path, &*load);
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            shared.resolved.fetch_max(request, Ordering::AcqRel);
         });
         if let Err(error) = spawned {
-            self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
             fail(&self.shared, request, Path::new(""), format!("could not start the loader thread: {error}"));
+            self.shared.resolved.fetch_max(request, Ordering::AcqRel);
         }
     }
 
-    /// Loads `path` again if it is the chosen file and the last attempt failed (something it
-    /// needed may have changed, e.g. the ONNX Runtime library).
-    pub fn retry_failed(&self) {
-        if matches!(self.status(), SlotStatus::Failed { .. }) {
-            self.request(self.chosen());
-        }
-    }
-
-    /// Blocks until every load started so far has finished. For tools and tests.
+    /// Blocks until the outcome of the last request is known. For tools and tests.
     pub fn wait(&self) {
-        while self.shared.in_flight.load(Ordering::Acquire) > 0 {
+        while !self.shared.is_resolved() {
             std::thread::sleep(WAIT_POLL);
         }
     }
@@ -252,17 +252,17 @@ impl<T> SlotReader<T> {
         true
     }
 
-    /// Waits until no load is in flight, so the next [`refresh`](Self::refresh) sees the
-    /// outcome of every request made so far. Offline renders call this before each block: a
-    /// bounce right after a project opens must not depend on how fast its files load. Returns
-    /// when `wait` is over (its deadline, shared with the other files, or the worker's stop);
-    /// a load given up on is not waited for again.
+    /// Waits until the outcome of the newest request is known, so the next
+    /// [`refresh`](Self::refresh) sees it (older loads still running do not matter). Offline
+    /// renders call this before each block: a bounce right after a project opens must not
+    /// depend on how fast its files load. Returns when `wait` is over (its deadline, shared
+    /// with the other files, or the worker's stop); a load given up on is not waited for again.
     pub fn settle(&mut self, wait: &FileWait) {
         let newest = self.shared.requests.load(Ordering::Acquire);
         if newest <= self.gave_up_on {
             return;
         }
-        while self.shared.in_flight.load(Ordering::Acquire) > 0 {
+        while !self.shared.is_resolved() {
             if wait.is_over() {
                 self.gave_up_on = newest;
                 return;
@@ -332,25 +332,32 @@ fn file_identity(path: &Path) -> Option<String> {
     Some(format!("{}:{}:{}:{}.{}", meta.dev(), meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()))
 }
 
-/// Threads started by [`spawn_detached`] that have not finished.
-static DETACHED_THREADS: AtomicUsize = AtomicUsize::new(0);
-
-/// Starts a thread nobody joins: loads and releases must never hold up the host's main thread.
-/// It is counted so the library is not unloaded under it (see [`WAIT_FOR_DETACHED_THREADS`]).
+/// Starts a thread nobody joins: loads and releases must never hold up the host's main
+/// thread. The library is pinned first, so a host unloading it cannot pull its code from
+/// under a thread still running.
 fn spawn_detached(name: &str, work: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    struct Running;
-    impl Drop for Running {
-        fn drop(&mut self) {
-            DETACHED_THREADS.fetch_sub(1, Ordering::AcqRel);
+    static PIN: std::sync::Once = std::sync::Once::new();
+    PIN.call_once(pin_this_library);
+    std::thread::Builder::new().name(name.into()).spawn(work)?;
+    Ok(())
+}
+
+/// Makes the library that holds this code stay loaded until the process ends, whatever the
+/// host's `dlclose` calls (a host closing the last instance may unload a plugin's library while
+/// a detached load still runs in it). The alternative, waiting in a library destructor, would
+/// run under the loader's lock and could hang the host.
+fn pin_this_library() {
+    // SAFETY: dladdr only reads the loader's tables; dlopen with RTLD_NOLOAD never loads
+    // anything, it takes one more reference on the already loaded object (marked never to be
+    // unloaded), whose handle is deliberately never closed.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(pin_this_library as *const () as *const libc::c_void, &mut info) != 0
+            && !info.dli_fname.is_null()
+        {
+            libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE);
         }
     }
-    DETACHED_THREADS.fetch_add(1, Ordering::AcqRel);
-    let running = Running;
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        let _running = running;
-        work();
-    })?;
-    Ok(())
 }
 
 /// Drops `resource` on a release thread if this is its last holder (freeing a model takes
@@ -363,21 +370,6 @@ fn release_off_thread<T: Send + Sync + 'static>(resource: Arc<T>) {
     let _ = spawn_detached("rvc-stage-release", move || drop(resource));
 }
 
-/// When the library is unloaded (a host closing the last instance may `dlclose` it), threads
-/// still running its code would crash the host: wait for detached loads to finish first, but
-/// not forever.
-#[used]
-#[link_section = ".fini_array"]
-static WAIT_FOR_DETACHED_THREADS: extern "C" fn() = {
-    extern "C" fn wait() {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while DETACHED_THREADS.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(WAIT_POLL);
-        }
-    }
-    wait
-};
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep using it.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -385,7 +377,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::time::Instant;
 
     use super::*;

@@ -59,6 +59,8 @@ pub struct BlockWorker<C> {
     processed: Vec<f32>,
     /// The last restart request this worker has carried out.
     acknowledged: u32,
+    /// The stage was reset after a crash since its last block.
+    stage_restarted: bool,
     /// Offline: before every block the stage settles its files, waiting at most this long.
     file_wait: Option<Duration>,
     /// Realtime: says in the log when the output fell back to dry audio because the worker was
@@ -91,6 +93,7 @@ impl<C: StageControls> BlockWorker<C> {
             filled: 0,
             processed: vec![0.0; block_len],
             acknowledged,
+            stage_restarted: false,
             file_wait,
             lag,
         }
@@ -112,7 +115,9 @@ impl<C: StageControls> BlockWorker<C> {
         if took_input {
             Step::Progress
         } else {
-            guarded(&mut *self.stage, &self.stats, "idle", |stage| stage.idle());
+            if !guarded(&mut *self.stage, &self.stats, "idle", |stage| stage.idle()) {
+                self.stage_restarted = true;
+            }
             Step::Idle
         }
     }
@@ -124,13 +129,22 @@ impl<C: StageControls> BlockWorker<C> {
         let controls = self.controls_for_block();
         if let Some(limit) = self.file_wait {
             let wait = FileWait::new(Instant::now() + limit, &self.handshake.stop);
-            guarded(&mut *self.stage, &self.stats, "settle", |stage| stage.settle(&wait));
+            if !guarded(&mut *self.stage, &self.stats, "settle", |stage| stage.settle(&wait)) {
+                self.stage_restarted = true;
+            }
         }
+        // A stage reset by a crash starts a new stream in the middle of this one: its first
+        // block's output begins with its warm-up (its delay's worth of silence), so that block
+        // passes dry too.
+        let warming_up = std::mem::take(&mut self.stage_restarted);
         let started = Instant::now();
         let (block, processed) = (&self.block, &mut self.processed);
         let mut made = Err(BlockFailed);
-        guarded(&mut *self.stage, &self.stats, "process", |stage| made = stage.process(block, &controls, processed));
-        if made.is_err() {
+        if !guarded(&mut *self.stage, &self.stats, "process", |stage| made = stage.process(block, &controls, processed))
+        {
+            self.stage_restarted = true;
+        }
+        if made.is_err() || warming_up {
             self.processed.fill(0.0);
             // Room: the gap ring holds a marker for every block that can be in flight.
             let _ = self.gaps.push(self.block_start);

@@ -77,19 +77,32 @@ pub fn runtime_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     candidates
 }
 
+/// Loads the first candidate that works; if none does, the first one's reason (the most
+/// specific choice: the user's, or the state's).
 fn load(explicit: Option<&Path>) -> Result<(PathBuf, Environment), RuntimeError> {
     let candidates = runtime_candidates(explicit);
-    let Some(path) = candidates.iter().find(|path| path.is_file()) else {
+    let mut first_failure = None;
+    for path in candidates.iter().filter(|path| path.is_file()) {
+        match load_from(path) {
+            Ok(environment) => return Ok((path.clone(), environment)),
+            Err(reason) => {
+                tracing::warn!("RVC Stage cannot use ONNX Runtime at {}: {reason}", path.display());
+                first_failure.get_or_insert(RuntimeError::Load { path: path.clone(), reason });
+            }
+        }
+    }
+    Err(first_failure.unwrap_or_else(|| {
         let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        return Err(RuntimeError::NotFound(looked.join(", ")));
-    };
-    let failed = |reason: String| RuntimeError::Load { path: path.clone(), reason };
+        RuntimeError::NotFound(looked.join(", "))
+    }))
+}
+
+fn load_from(path: &Path) -> Result<Environment, String> {
     // The system loader maps a truncated library and dies of SIGBUS on first touch: check the
     // file holds every segment it declares before handing it over.
-    check_elf(path).map_err(failed)?;
-    let builder = ort::init_from(path).map_err(|e| failed(e.to_string()))?;
-    let environment = builder.with_name("rvc-stage").build().map_err(|e| failed(e.to_string()))?;
-    Ok((path.clone(), environment))
+    check_elf(path)?;
+    let builder = ort::init_from(path).map_err(|e| e.to_string())?;
+    builder.with_name("rvc-stage").build().map_err(|e| e.to_string())
 }
 
 /// Checks that `path` is a 64-bit little-endian ELF file whose program headers and loadable

@@ -83,8 +83,9 @@ pub struct RvcStageParams {
     pub onnxruntime: RuntimeFile,
 }
 
-/// The ONNX Runtime library path in the plugin state. Setting it retries a content model that
-/// failed to load (the library may be what it lacked).
+/// The ONNX Runtime library path in the plugin state. Changing it while no runtime is loaded
+/// yet loads the chosen content model again (the library may be what it lacked, and a load
+/// still running may have started without it; the newest request wins).
 #[derive(Debug)]
 pub struct RuntimeFile {
     path: Arc<RwLock<Option<String>>>,
@@ -96,8 +97,11 @@ impl<'a> PersistentField<'a, Option<String>> for RuntimeFile {
         let path = path.filter(|p| !p.is_empty());
         let changed = *self.path.read().unwrap_or_else(|e| e.into_inner()) != path;
         *self.path.write().unwrap_or_else(|e| e.into_inner()) = path;
-        if changed {
-            self.model.retry_failed();
+        if changed
+            && crate::features::runtime_path().is_none()
+            && !matches!(self.model.status(), SlotStatus::Ready { .. })
+        {
+            self.model.request(self.model.chosen());
         }
     }
 

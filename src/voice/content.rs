@@ -24,6 +24,8 @@ pub struct ContentFeatures {
     conv_start: u64,
     /// Whether the model in use runs cut in two (decides what audio the next block needs).
     split: bool,
+    /// Values per frame of the model in use (read once, when it is taken up).
+    dim: Option<usize>,
     /// The context of the last block, which decides what audio the next one needs.
     context_frames: usize,
     scratch: Vec<f32>,
@@ -37,6 +39,7 @@ impl ContentFeatures {
             conv: Vec::new(),
             conv_start: 0,
             split: false,
+            dim: None,
             context_frames: DEFAULT_CONTEXT_FRAMES,
             scratch: Vec::new(),
         }
@@ -44,13 +47,14 @@ impl ContentFeatures {
 
     /// Values per frame of the model in use.
     pub fn dim(&self) -> Option<usize> {
-        self.model.get().map(|model| model.lock().unwrap_or_else(|e| e.into_inner()).dim())
+        self.dim
     }
 
     /// Takes up a newly chosen model; its frames start from the first one whose audio is still
     /// held, with a fresh front-end cache.
     pub fn take_up_model(&mut self, audio: &Audio16k) {
         if self.model.refresh() {
+            self.dim = self.model.get().map(|model| model.lock().unwrap_or_else(|e| e.into_inner()).dim());
             self.produced = self.produced.max(audio.start().div_ceil(HOP as u64));
             self.conv.clear();
             self.conv_start = self.produced;
@@ -63,23 +67,37 @@ impl ContentFeatures {
     }
 
     /// Computes the frames `audio` completed with `context_frames` of left context and puts
-    /// them in `out` (none without a model, or when the model fails).
+    /// them in `out` (none without a model). When the model fails, those frames are skipped and
+    /// the next block starts a fresh context, so a failure never leaves a half-updated cache
+    /// nor holds on to audio.
     pub fn frames(&mut self, audio: &Audio16k, context_frames: usize, out: &mut Frames) -> Result<(), String> {
         out.clear(self.produced);
         self.context_frames = context_frames;
         let complete = frames_for(audio.end() as usize) as u64;
-        let Some(model) = self.model.get() else { return Ok(()) };
-        if complete <= self.produced {
+        if self.model.get().is_none() || complete <= self.produced {
             return Ok(());
         }
+        let computed = self.compute(audio, complete, out);
+        if computed.is_err() {
+            self.conv.clear();
+            self.conv_start = complete;
+        }
+        self.produced = complete;
+        self.trim_conv();
+        computed
+    }
+
+    /// Runs the model for the frames up to `complete`.
+    fn compute(&mut self, audio: &Audio16k, complete: u64, out: &mut Frames) -> Result<(), String> {
+        let model = self.model.get().expect("checked by the caller");
         let mut model = model.lock().unwrap_or_else(|e| e.into_inner());
         let dim = model.dim();
         self.scratch.clear();
-        let context_start = self.produced.saturating_sub(context_frames as u64);
+        let context_start = self.produced.saturating_sub(self.context_frames as u64);
         self.split = model.is_split();
         let (first, computed) = if self.split {
-            model.front_end(audio.since(self.produced * HOP as u64), &mut self.conv).map_err(|e| e.to_string())?;
-            let channels = self.conv.len() / (complete - self.conv_start).max(1) as usize;
+            let new = audio.since(self.produced * HOP as u64);
+            let (_, channels) = model.front_end(new, &mut self.conv).map_err(|e| e.to_string())?;
             let first = context_start.max(self.conv_start);
             let window = &self.conv[(first - self.conv_start) as usize * channels..];
             (first, model.transformer(window, &mut self.scratch).map_err(|e| e.to_string())?)
@@ -87,15 +105,12 @@ impl ContentFeatures {
             let first = context_start.max(audio.start().div_ceil(HOP as u64));
             (first, model.run(audio.since(first * HOP as u64), &mut self.scratch).map_err(|e| e.to_string())?)
         };
-        drop(model);
         let wanted = (complete - first) as usize;
         if computed < wanted {
             return Err(format!("the model gave {computed} frames where {wanted} were due"));
         }
         let skip = (self.produced - first) as usize;
         out.set(self.produced, dim, &self.scratch[skip * dim..wanted * dim]);
-        self.produced = complete;
-        self.trim_conv();
         Ok(())
     }
 

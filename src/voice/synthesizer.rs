@@ -1,9 +1,9 @@
 //! Step 4, the synthesizer, on the worker thread: turns blended features and pitch into the
 //! converted voice at the model's rate. Not built yet (its own issue): until then it returns
-//! the block's input, delayed by the pipeline's latency, at the host rate — so audio passes
-//! through with exactly the timing the converted voice will have: the output of a block can
-//! only cover audio whose features are complete, which lags the input by the delay of the
-//! steps before it.
+//! the block's input, delayed by the delay of the steps before it (the 16 kHz resampler's), at
+//! the host rate, so audio passes through. The real synthesizer will need more: content frames
+//! complete up to 25 ms and pitch frames 50 ms + 45 ms after their audio, and its own look-ahead;
+//! the pipeline's latency grows with it.
 
 use std::collections::VecDeque;
 
