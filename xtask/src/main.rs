@@ -41,9 +41,13 @@ fn main() -> Result<()> {
     }
 }
 
-/// The workspace root (xtask lives one level below it).
+/// The workspace root (xtask lives one level below it). `cargo xtask` (cargo run) says where
+/// xtask's manifest is when it runs; the path compiled in is only the fallback, because a
+/// binary built in another checkout sharing the target directory can look up to date here.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_path_buf()
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().expect("xtask is inside the workspace").to_path_buf()
 }
 
 /// The cargo target directory, honouring `CARGO_TARGET_DIR` like cargo does.
