@@ -117,6 +117,10 @@ impl Frames {
 pub trait FeatureTap: Send {
     /// One block's blended frames and the index ratio each was blended with.
     fn frames(&mut self, frames: &Frames, ratios: &[f32]);
+    /// Whether this tap reads pitch (the pitch step runs only when something does).
+    fn wants_pitch(&self) -> bool {
+        false
+    }
     /// One block's pitch frames.
     fn pitch(&mut self, _pitch: &PitchFrames) {}
     /// The stream restarts.
@@ -193,7 +197,8 @@ impl VoiceStage {
         status.run(Step::ContentFeatures, || {
             self.content.frames(&self.audio_16k, controls.context_frames, &mut self.frames)
         });
-        status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, &mut self.f0));
+        let pitch_wanted = self.synthesizer.needs_pitch() || self.tap.as_ref().is_some_and(|tap| tap.wants_pitch());
+        status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, pitch_wanted, &mut self.f0));
         // 3. The features pulled towards the index's voice.
         status.run(Step::IndexBlend, || self.index_blend.apply(&self.frames, controls.index_ratio, &mut self.blended));
         if let Some(tap) = &mut self.tap {

@@ -217,6 +217,9 @@ struct PitchTap(std::sync::Arc<std::sync::Mutex<Vec<f32>>>);
 
 impl rvc_stage::voice::FeatureTap for PitchTap {
     fn frames(&mut self, _: &rvc_stage::voice::Frames, _: &[f32]) {}
+    fn wants_pitch(&self) -> bool {
+        true
+    }
     fn pitch(&mut self, pitch: &rvc_stage::voice::PitchFrames) {
         let mut f0 = self.0.lock().unwrap();
         assert_eq!(pitch.first() as usize, f0.len(), "pitch frames come in stream order, none missing");

@@ -33,20 +33,42 @@ pub struct Pitch {
     tracker: PitchTracker,
     /// The next frame to analyse.
     next: u64,
+    /// Whether the last block was tracked (nothing is computed while nobody reads f0).
+    active: bool,
     window: Vec<f32>,
 }
 
 impl Default for Pitch {
     fn default() -> Self {
-        Pitch { tracker: PitchTracker::new(), next: 0, window: vec![0.0; TRACKER_FRAME] }
+        Pitch { tracker: PitchTracker::new(), next: 0, active: false, window: vec![0.0; TRACKER_FRAME] }
     }
 }
 
 impl Pitch {
-    /// The f0 of the frames decided with what `audio` completed, shifted by `semitones`.
-    pub fn track(&mut self, audio: &Audio16k, semitones: f32, out: &mut PitchFrames) -> Result<(), String> {
+    /// The f0 of the frames decided with what `audio` completed, shifted by `semitones`. With
+    /// `wanted` false (nothing reads f0 yet: the synthesizer does not exist) nothing is
+    /// computed; tracking starts afresh, at the audio still to come, when it is wanted again.
+    pub fn track(
+        &mut self,
+        audio: &Audio16k,
+        semitones: f32,
+        wanted: bool,
+        out: &mut PitchFrames,
+    ) -> Result<(), String> {
+        if wanted && !self.active {
+            self.tracker.reset();
+            // The first frame whose window is still held (before the stream's start: silence).
+            self.next = match audio.start() {
+                0 => 0,
+                start => (start + WINDOW_BEFORE as u64).div_ceil(PITCH_HOP as u64),
+            };
+        }
+        self.active = wanted;
         out.first = self.next.saturating_sub(LOOKAHEAD as u64);
         out.f0.clear();
+        if !wanted {
+            return Ok(());
+        }
         while self.window_start(self.next) + TRACKER_FRAME as i64 <= audio.end() as i64 {
             self.fill_window(audio);
             if let Some(f0) = self.tracker.push(&self.window) {
@@ -72,13 +94,15 @@ impl Pitch {
         self.window[silent..].copy_from_slice(&samples[..TRACKER_FRAME - silent]);
     }
 
-    /// The earliest 16 kHz sample the next block needs: the next frame's window.
+    /// The earliest 16 kHz sample the next block needs: the next frame's window, while
+    /// tracking.
     pub fn keep_from(&self) -> Option<u64> {
-        Some(self.window_start(self.next).max(0) as u64)
+        self.active.then(|| self.window_start(self.next).max(0) as u64)
     }
 
     pub fn reset(&mut self) {
         self.tracker.reset();
         self.next = 0;
+        self.active = false;
     }
 }

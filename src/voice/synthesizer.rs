@@ -29,6 +29,11 @@ impl Synthesizer {
         Synthesizer { delayed: std::iter::repeat_n(0.0, delay).collect(), delay, host_rate }
     }
 
+    /// Whether it reads the f0 track (the stand-in does not, so pitch is not computed for it).
+    pub fn needs_pitch(&self) -> bool {
+        false
+    }
+
     /// The voice for one block: for now `dry`, delayed.
     pub fn render(
         &mut self,
