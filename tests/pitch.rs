@@ -142,6 +142,7 @@ fn signals() -> Vec<Signal> {
         voice("voiced 180 Hz / noise bursts", 2.5, |t| if t % 0.5 < 0.3 { 180.0 } else { 0.0 }, None, 5),
         voice("glide, 20 dB SNR", 2.0, |t| 90.0 * 4f32.powf(t / 2.0), Some(20.0), 6),
         voice("steady 260 Hz, 20 dB SNR", 2.0, |_| 260.0, Some(20.0), 7),
+        voice("200 Hz, then noise to the end", 1.5, |t| if t < 1.2 { 200.0 } else { 0.0 }, None, 8),
     ]
 }
 
@@ -302,4 +303,47 @@ fn the_pipelines_pitch_step_is_accurate_at_host_rates_whatever_the_blocks_and_tr
             }
         }
     }
+}
+
+/// `rvc-stage pitch` runs the worker's pitch path on a WAV file: one CSV row per 10 ms with the
+/// f0 the pipeline decides (and its coarse code), transposed on request, plotted on request.
+#[test]
+fn the_pitch_command_writes_the_track_transposes_and_plots() {
+    let dir = common::scratch("pitch-cli");
+    let signal = voice("steady 200 Hz", 1.5, |t| if t < 1.2 { 200.0 } else { 0.0 }, None, 8);
+    let wav = dir.join("voice.wav");
+    let rate = 44_100;
+    let resampled: Vec<f32> = (0..(1.5 * rate as f32) as usize)
+        .map(|n| signal.audio[((n as f64 * 16_000.0 / f64::from(rate)) as usize).min(signal.audio.len() - 1)])
+        .collect();
+    common::write_wav(&wav, rate, &[resampled]);
+    let read = |path: &Path| -> Vec<(f32, i64)> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("time_s,f0_hz,voiced,coarse"));
+        lines
+            .map(|line| {
+                let fields: Vec<&str> = line.split(',').collect();
+                assert_eq!(fields[2] == "1", fields[1].parse::<f32>().unwrap() > 0.0, "{line}");
+                (fields[1].parse().unwrap(), fields[3].parse().unwrap())
+            })
+            .collect()
+    };
+    let (csv, shifted, plot) = (dir.join("f0.csv"), dir.join("up.csv"), dir.join("f0.png"));
+    let (ok, text) = common::rvc_stage_cli(&[&"pitch", &wav, &"-o", &csv, &"--plot", &plot]);
+    assert!(ok, "{text}");
+    let rows = read(&csv);
+    assert_eq!(rows.len(), 150 + 1, "one row per 10 ms");
+    let voiced: Vec<f32> = rows[10..110].iter().map(|r| r.0).collect();
+    assert!(voiced.iter().all(|f| (f / 200.0 - 1.0).abs() < 0.02), "{voiced:?}");
+    assert!(rows[130..].iter().all(|r| r.0 == 0.0 && r.1 == 1), "unvoiced after 1.2 s: {:?}", &rows[120..]);
+    assert!(std::fs::read(&plot).unwrap().starts_with(b"\x89PNG"));
+    let (ok, text) = common::rvc_stage_cli(&[&"pitch", &wav, &"-o", &shifted, &"--transpose", &"12"]);
+    assert!(ok, "{text}");
+    for (a, b) in rows.iter().zip(read(&shifted)) {
+        assert!((b.0 - a.0 * 2.0).abs() <= 0.002, "{} is not twice {} (the CSV keeps 3 decimals)", b.0, a.0);
+    }
+    let (ok, text) = common::rvc_stage_cli(&[&"pitch", &wav, &"-o", &shifted, &"--transpose", &"30"]);
+    assert!(!ok && text.contains("--transpose must be within -24…24 semitones"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -16,6 +16,7 @@ use rvc_stage::voice::{VoiceControls, VoiceFiles, VoiceStage, CONTEXT_FRAMES_MAX
 
 mod features;
 mod index;
+mod pitch;
 
 #[derive(Parser)]
 #[command(version, about = "RVC Stage: real-time retrieval-based voice conversion", long_about = None)]
@@ -37,6 +38,9 @@ enum Command {
     /// context, optionally blended with an index. Writes float32 `[frames, dim]` at 50 frames
     /// per second.
     Features(features::FeaturesArgs),
+    /// Track the pitch of a WAV file exactly as the plugin's worker does (the built-in
+    /// estimator, block by block): f0 per 10 ms as CSV, optionally plotted over a spectrogram.
+    Pitch(pitch::PitchArgs),
     /// Blend a feature file with its nearest index vectors, exactly as the plugin's worker does:
     /// k nearest neighbours at nprobe 1, weights 1/d², `ratio·retrieved + (1−ratio)·original`.
     Retrieve {
@@ -155,6 +159,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Render(args) => render(&args),
         Command::Features(args) => features::features(&args),
+        Command::Pitch(args) => pitch::pitch(&args),
         Command::Index(IndexCommand::Info { path }) => index::info(&path),
         Command::Index(IndexCommand::Build { inputs, build }) => index::build(&inputs, &build),
         Command::Index(IndexCommand::Convert { input, build }) => index::convert(&input, &build),

@@ -1,0 +1,159 @@
+//! `rvc-stage pitch`: the worker's pitch path, offline, on a WAV file — the same engine, block
+//! scheduler and pitch step the plugin runs — written as CSV (time, f0, voiced, coarse code per
+//! 10 ms), optionally drawn over a spectrogram. Main thread (the engine's worker does the work).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{ensure, Result};
+use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, BLOCK_MS_RANGE};
+use rvc_stage::features::{model_slot, ModelOptions};
+use rvc_stage::pitch::coarse_pitch;
+use rvc_stage::retrieval::IndexSlot;
+use rvc_stage::voice::{FeatureTap, Frames, PitchFrames, VoiceControls, VoiceFiles, VoiceStage, PITCH_HOP};
+
+use crate::{read_wav, run_offline};
+
+#[derive(clap::Args)]
+pub struct PitchArgs {
+    /// Input WAV (any rate; channels are averaged).
+    input: PathBuf,
+    /// Output CSV: time_s, f0_hz, voiced, coarse (RVC's 1-255 code), one row per 10 ms.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Shift in semitones (-24…24; fractions are cents), as Transpose + Fine Tune.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    transpose: f32,
+    /// Worker block length in milliseconds, as the plugin's Block Size.
+    #[arg(long, default_value_t = 100.0)]
+    block_ms: f64,
+    /// Also draw the f0 track over a spectrogram of the input (PNG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// Keeps every pitch frame the pipeline decides.
+#[derive(Clone, Default)]
+struct PitchRecorder(Arc<Mutex<Vec<f32>>>);
+
+impl FeatureTap for PitchRecorder {
+    fn frames(&mut self, _frames: &Frames, _ratios: &[f32]) {}
+
+    fn wants_pitch(&self) -> bool {
+        true
+    }
+
+    fn pitch(&mut self, pitch: &PitchFrames) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(pitch.f0());
+    }
+}
+
+pub fn pitch(args: &PitchArgs) -> Result<()> {
+    ensure!(BLOCK_MS_RANGE.contains(&args.block_ms), "--block-ms must be within 50-500, got {}", args.block_ms);
+    ensure!(
+        (-24.0..=24.0).contains(&args.transpose),
+        "--transpose must be within -24…24 semitones, got {}",
+        args.transpose
+    );
+    let (spec, channels) = read_wav(&args.input)?;
+    let mono: Vec<f32> =
+        (0..channels[0].len()).map(|n| channels.iter().map(|c| c[n]).sum::<f32>() / channels.len() as f32).collect();
+    let rate = f64::from(spec.sample_rate);
+    let config = EngineConfig {
+        sample_rate: rate,
+        max_buffer: 1024,
+        channels: 1,
+        block_ms: args.block_ms,
+        mode: RenderMode::Offline,
+        ..EngineConfig::default()
+    };
+    let (model, index) = (model_slot(Arc::default(), ModelOptions::default()), IndexSlot::default());
+    let recorder = PitchRecorder::default();
+    let files = VoiceFiles { model: model.reader(), index: index.reader() };
+    let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
+    let status = stage.status();
+    let mut engine = Engine::start(config, stage)?;
+    let stage_controls = VoiceControls { transpose: args.transpose, ..VoiceControls::default() };
+    // The engine's flush (its latency in silence) covers the estimator's look-ahead.
+    run_offline(&mut engine, &mut [mono.clone()], 1024, Controls { stage: stage_controls, ..Controls::default() })?;
+    drop(engine);
+    if let Some(error) = status.errors().first() {
+        anyhow::bail!("{error}");
+    }
+    let frames = (mono.len() as f64 * 16_000.0 / rate) as usize / PITCH_HOP + 1;
+    let mut f0 = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    ensure!(f0.len() >= frames, "only {} of {frames} pitch frames were decided", f0.len());
+    f0.truncate(frames);
+    let mut codes = Vec::new();
+    coarse_pitch(&f0, &mut codes);
+    let mut csv = String::from("time_s,f0_hz,voiced,coarse\n");
+    for (k, (f, code)) in f0.iter().zip(&codes).enumerate() {
+        csv += &format!("{:.2},{f:.3},{},{code}\n", k as f64 / 100.0, u8::from(*f > 0.0));
+    }
+    std::fs::write(&args.output, csv)?;
+    let voiced = f0.iter().filter(|f| **f > 0.0).count();
+    println!("{frames} frames of 10 ms, {voiced} voiced → {}", args.output.display());
+    if let Some(plot) = &args.plot {
+        draw(plot, &mono, rate, &f0)?;
+        println!("plot: {}", plot.display());
+    }
+    Ok(())
+}
+
+/// A spectrogram of `audio` (0-1 kHz, 64 ms windows every 10 ms) with the f0 track over it.
+fn draw(path: &Path, audio: &[f32], rate: f64, f0: &[f32]) -> Result<()> {
+    use plotters::prelude::*;
+    rvc_stage::plot::register_font().map_err(anyhow::Error::msg)?;
+    let size = ((0.064 * rate) as usize).next_power_of_two().max(64);
+    let hop = (rate / 100.0).round().max(1.0) as usize;
+    let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(size);
+    let (mut frame, mut spectrum) = (fft.make_input_vec(), fft.make_output_vec());
+    let top_bin = ((1000.0 / rate * size as f64) as usize).min(size / 2);
+    let mut columns = Vec::new();
+    for start in (0..audio.len()).step_by(hop) {
+        for (n, x) in frame.iter_mut().enumerate() {
+            let window = 0.5 - 0.5 * (std::f32::consts::TAU * n as f32 / size as f32).cos();
+            *x = audio.get((start + n).wrapping_sub(size / 2)).copied().unwrap_or(0.0) * window;
+        }
+        fft.process(&mut frame, &mut spectrum).map_err(|e| anyhow::anyhow!("{e}"))?;
+        columns.push(spectrum[..top_bin].iter().map(|c| (c.norm() + 1e-6).log10()).collect::<Vec<f32>>());
+    }
+    let (low, high) =
+        columns.iter().flatten().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
+    let seconds = audio.len() as f64 / rate;
+    let root = BitMapBackend::new(path, (1200, 560)).into_drawing_area();
+    let draw_error = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("cannot draw {}: {e:?}", path.display());
+    root.fill(&WHITE).map_err(draw_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("input spectrogram (0-1 kHz) with the pitch track", ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..seconds, 0.0..1000.0)
+        .map_err(draw_error)?;
+    chart.configure_mesh().x_desc("time (s)").y_desc("Hz").draw().map_err(draw_error)?;
+    let bin_hz = rate / size as f64;
+    chart
+        .draw_series(columns.iter().enumerate().flat_map(|(t, column)| {
+            column.iter().enumerate().map(move |(bin, v)| {
+                let shade = (255.0 * (1.0 - (v - low) / (high - low).max(1e-6))) as u8;
+                let x = t as f64 * hop as f64 / rate;
+                Rectangle::new(
+                    [(x, bin as f64 * bin_hz), (x + hop as f64 / rate, (bin + 1) as f64 * bin_hz)],
+                    RGBColor(shade, shade, shade).filled(),
+                )
+            })
+        }))
+        .map_err(draw_error)?;
+    let voiced_runs = f0.split(|f| *f == 0.0).scan(0usize, |at, run| {
+        let start = *at;
+        *at += run.len() + 1;
+        Some((start, run))
+    });
+    for (start, run) in voiced_runs.filter(|(_, run)| !run.is_empty()) {
+        let points = run.iter().enumerate().map(move |(i, f)| ((start + i) as f64 / 100.0, f64::from(*f)));
+        chart.draw_series(LineSeries::new(points, RED.stroke_width(2))).map_err(draw_error)?;
+    }
+    root.present().map_err(draw_error)?;
+    Ok(())
+}
