@@ -1,12 +1,18 @@
 //! `cargo xtask bench`: the built-in pitch estimator's cost per worker block of 0.1 and 0.25 s
 //! (ten and twenty-five 10 ms frames, each analysed over 1024 samples at 16 kHz, plus the
 //! fixed-lag Viterbi step), as milliseconds and as a share of the block's real time (the
-//! target is under 2 %), next to a plain 1024-point FFT per frame measured the same way.
+//! target is under 2 %), next to a plain 1024-point FFT per frame measured the same way; and
+//! its accuracy on the tests' voice-like signals next to `librosa.pyin` (the reference, from
+//! the setup venv) on the same signals and frames.
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use rvc_stage::npy::{read_matrix, write_matrix, Matrix};
 use rvc_stage::pitch::{PitchTracker, TRACKER_FRAME};
+
+#[path = "../common/voices.rs"]
+mod voices;
 
 const RATE: f64 = 16_000.0;
 const HOP: usize = 160;
@@ -35,6 +41,37 @@ fn main() {
             ours / reference
         );
     }
+    accuracy();
+}
+
+/// Gross errors, median error and voicing errors of ours and of `librosa.pyin` per signal.
+fn accuracy() {
+    let python = std::env::var_os("RVC_STAGE_PYTHON").expect("run through `cargo xtask bench`, which sets up Python");
+    let dir = std::env::temp_dir().join(format!("rvc-stage-pitch-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let signals = voices::signals();
+    for (i, signal) in signals.iter().enumerate() {
+        let audio = Matrix { rows: 1, cols: signal.audio.len(), data: signal.audio.clone() };
+        write_matrix(&dir.join(format!("{i:02}.npy")), &audio).unwrap();
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/benches/pyin_reference.py");
+    let status = std::process::Command::new(python).arg(script).arg(&dir).status().unwrap();
+    assert!(status.success(), "librosa.pyin failed");
+    println!();
+    println!("accuracy on voice-like signals with known f0 (targets: gross ≤ 2 %, median ≤ 10 cents, voicing ≤ 5 %)");
+    println!();
+    println!("| signal | ours: gross / median / voicing | librosa.pyin: gross / median / voicing |");
+    println!("|---|---:|---:|");
+    for (i, signal) in signals.iter().enumerate() {
+        let ours = voices::score(signal, &voices::track(&signal.audio));
+        let pyin = read_matrix(&dir.join(format!("{i:02}.pyin.npy"))).unwrap().data;
+        let theirs = voices::score(signal, &pyin);
+        let cell = |(gross, median, voicing): (f32, f32, f32)| {
+            format!("{:.2} % / {median:.1} ct / {:.2} %", gross * 100.0, voicing * 100.0)
+        };
+        println!("| {} | {} | {} |", signal.name, cell(ours), cell(theirs));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 fn median(mut times: Vec<f64>) -> f64 {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: signals, test stages and a render loop.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod voices;
+
 use rvc_stage::engine::{BlockFailed, Controls, Engine, Stage, StageControls};
 
 /// Deterministic white noise in [-amplitude, amplitude].
