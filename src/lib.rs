@@ -9,7 +9,8 @@
 //!   [`engine::Stage`], built from typed steps in the order audio flows.
 //! - [`features`] — content models (HuBERT / ContentVec ONNX) through ONNX Runtime.
 //! - [`retrieval`] — the feature index: validating, loading, searching, blending, building.
-//! - [`pitch`] — RVC's pitch formulas: RMVPE's log-mel input and salience decoding, coarse codes.
+//! - [`pitch`] — the built-in pitch estimator and RVC's pitch formulas (RMVPE's log-mel input and
+//!   salience decoding, coarse codes).
 //! - [`plot`] — the font the CLI's plots use.
 //! - [`npy`] — feature matrices as `.npy` files for the CLI.
 //! - [`rt`] — allocation-free primitives the audio thread is built from.

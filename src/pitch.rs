@@ -4,8 +4,9 @@
 //! ([`MelSpectrogram`]), the decoding of their 360-bin salience ([`decode_salience`]) and the
 //! coarse quantisation with transposition ([`coarse_pitch`], [`transpose`]) — and the built-in
 //! estimator that needs no model file ([`PitchTracker`], probabilistic YIN). Pure functions and
-//! preallocated state, run on the worker thread. RMVPE models and the pipeline's pitch step that
-//! uses all this are not built yet (issue 10).
+//! preallocated state, run on the worker thread; the pipeline's pitch step
+//! (`voice/pitch.rs`) runs the estimator. RMVPE models are not supported yet (issue 10): the
+//! mel and the decoding are ready for them.
 
 mod coarse;
 mod mel;
