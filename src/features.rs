@@ -8,10 +8,11 @@
 mod model;
 mod onnx_wire;
 mod quantize;
-mod runtime;
+pub(crate) mod runtime;
 mod split;
 mod synth_rate;
 
+pub(crate) use model::session;
 pub use model::{frames_for, ContentModel, ModelError, ModelOptions, Precision, HOP, RECEPTIVE_FIELD, SAMPLE_RATE};
 pub use runtime::{prefer_runtime_from_state, runtime_candidates, runtime_path, RuntimeError, LIBRARY_NAME};
 pub use split::{split_after_front_end, Halves};

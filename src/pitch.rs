@@ -10,10 +10,12 @@
 
 mod coarse;
 mod mel;
+mod rmvpe;
 mod salience;
 mod tracker;
 
 pub use coarse::{coarse_pitch, transpose, F0_MAX, F0_MIN};
 pub use mel::{MelSpectrogram, MEL_BANDS, MEL_HOP};
+pub use rmvpe::{PitchModelError, RmvpeContract, RmvpeModel};
 pub use salience::{decode_salience, SALIENCE_BINS, UNVOICED_THRESHOLD};
 pub use tracker::{PitchTracker, FRAME as TRACKER_FRAME, LOOKAHEAD, WINDOW_BEFORE};

@@ -216,3 +216,57 @@ fn the_pitch_command_writes_the_track_transposes_and_plots() {
     assert!(!ok && text.contains("--transpose must be within -24…24 semitones"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+fn rmvpe_model(contract: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/models/rmvpe-tiny-{contract}.onnx"))
+}
+
+fn runtime() -> std::path::PathBuf {
+    std::env::var_os("RVC_STAGE_ONNXRUNTIME").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
+            .join(".cache/rvc-stage/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
+    })
+}
+
+/// Both RMVPE contracts, read from the models' inputs, give the f0 ONNX Runtime's Python API
+/// gives for the same audio run as RVC (our mel, padded to 32 frames, our decode) and w-okada
+/// run them.
+#[test]
+fn rmvpe_models_of_both_contracts_equal_onnxruntime_in_python() {
+    use rvc_stage::pitch::{RmvpeContract, RmvpeModel};
+    let (_, audio) = array::<f32>("audio.npy");
+    for (contract, expected) in [("rvc", "rmvpe_rvc_f0.npy"), ("wokada", "rmvpe_wokada_f0.npy")] {
+        let mut model = RmvpeModel::load(&rmvpe_model(contract), Some(&runtime())).unwrap();
+        assert_eq!(matches!(model.contract(), RmvpeContract::Mel { .. }), contract == "rvc");
+        let mut f0 = Vec::new();
+        model.f0(&audio, &mut f0).unwrap();
+        let (_, expected) = array::<f32>(expected);
+        assert_eq!(f0.len(), audio.len() / 160 + 1, "{contract}: one frame per 160 samples");
+        assert_eq!(f0.len(), expected.len(), "{contract}");
+        for (frame, (a, b)) in f0.iter().zip(&expected).enumerate() {
+            assert!((a - b).abs() <= 1e-3 * b.max(1.0), "{contract}, frame {frame}: {a} vs {b}");
+        }
+        assert!(f0.iter().any(|f| *f > 0.0), "{contract}: voiced frames tested");
+    }
+}
+
+/// A file of another kind, a truncated one and a missing one are errors in words.
+#[test]
+fn wrong_pitch_model_files_are_explained() {
+    use rvc_stage::pitch::RmvpeModel;
+    let dir = common::scratch("pitch-model-wrong");
+    let truncated = dir.join("truncated.onnx");
+    let bytes = std::fs::read(rmvpe_model("rvc")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let content_model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/hubert-tiny-256.onnx");
+    let cases = [
+        (content_model, "does not look like an RMVPE pitch model: its inputs are"),
+        (truncated, "is not a model ONNX Runtime can load"),
+        (dir.join("missing.onnx"), "is not a model ONNX Runtime can load"),
+    ];
+    for (path, expected) in cases {
+        let error = RmvpeModel::load(&path, Some(&runtime())).unwrap_err().to_string();
+        assert!(error.contains(expected) && error.contains(&*path.to_string_lossy()), "{error}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -287,7 +287,7 @@ impl ContentModel {
 
 /// A session over model `bytes`: full optimisation, `intra_threads`, no spinning (spinning
 /// threads would burn a core next to the host's audio threads).
-fn session(
+pub(crate) fn session(
     environment: &ort::environment::Environment,
     bytes: &[u8],
     options: ModelOptions,

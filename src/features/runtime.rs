@@ -32,7 +32,7 @@ static LOADING: Mutex<()> = Mutex::new(());
 
 /// The process's ONNX Runtime environment, loading the library on first use from the first
 /// of [`runtime_candidates`] that exists.
-pub(super) fn environment(explicit: Option<&Path>) -> Result<&'static Environment, RuntimeError> {
+pub(crate) fn environment(explicit: Option<&Path>) -> Result<&'static Environment, RuntimeError> {
     let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((path, environment)) = ENVIRONMENT.get() {
         if explicit.is_some_and(|explicit| explicit != path) {
