@@ -5,8 +5,8 @@
 //! coarse quantisation with transposition ([`coarse_pitch`], [`transpose`]) — and the built-in
 //! estimator that needs no model file ([`PitchTracker`], probabilistic YIN). Pure functions and
 //! preallocated state, run on the worker thread; the pipeline's pitch step
-//! (`voice/pitch.rs`) runs the estimator. RMVPE models are not supported yet (issue 10): the
-//! mel and the decoding are ready for them.
+//! (`voice/pitch.rs`) runs the estimator, or an RMVPE model ([`RmvpeModel`], either contract)
+//! when the user chose one ([`PitchModelSlot`]).
 
 mod coarse;
 mod mel;
@@ -19,3 +19,26 @@ pub use mel::{MelSpectrogram, MEL_BANDS, MEL_HOP};
 pub use rmvpe::{PitchModelError, RmvpeContract, RmvpeModel};
 pub use salience::{decode_salience, SALIENCE_BINS, UNVOICED_THRESHOLD};
 pub use tracker::{PitchTracker, FRAME as TRACKER_FRAME, LOOKAHEAD, WINDOW_BEFORE};
+
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
+
+use crate::engine::slot::{SharedFiles, Slot, SlotReader};
+
+/// The RMVPE model in use, loaded off the audio thread (see [`Slot`]); without one the
+/// built-in estimator runs. Runs lock it (instances using the same file share one copy).
+pub type PitchModelSlot = Slot<Mutex<RmvpeModel>>;
+/// The worker's handle on the [`PitchModelSlot`].
+pub type PitchModelReader = SlotReader<Mutex<RmvpeModel>>;
+
+static PITCH_MODELS: LazyLock<SharedFiles<Mutex<RmvpeModel>>> = LazyLock::new(SharedFiles::default);
+
+/// A slot that loads RMVPE models, finding ONNX Runtime at `runtime` first if set.
+pub fn pitch_model_slot(runtime: Arc<RwLock<Option<String>>>) -> PitchModelSlot {
+    Slot::new(Arc::new(move |path| {
+        let runtime = runtime.read().unwrap_or_else(|e| e.into_inner()).clone().map(PathBuf::from);
+        PITCH_MODELS.get_or_load(path, "", || {
+            RmvpeModel::load(path, runtime.as_deref()).map(Mutex::new).map_err(|e| e.to_string())
+        })
+    }))
+}

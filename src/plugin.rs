@@ -42,7 +42,8 @@ impl RvcStage {
     /// The voice pipeline for one activation, recording its features if [`FEATURE_DUMP_VAR`]
     /// asks for it.
     fn voice_stage(&mut self, config: &EngineConfig) -> VoiceStage {
-        let files = VoiceFiles { model: self.params.hubert.0.reader(), index: self.params.index.0.reader() };
+        let files = VoiceFiles::new(self.params.hubert.0.reader(), self.params.index.0.reader())
+            .with_pitch_model(self.params.pitch_model.0.reader());
         let stage = VoiceStage::new(files, config.sample_rate, config.block_samples());
         self.feature_dump = std::env::var_os(FEATURE_DUMP_VAR)
             .filter(|path| !path.is_empty())

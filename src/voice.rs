@@ -28,6 +28,7 @@ pub use to_model_rate::Audio16k;
 use crate::engine::{BlockFailed, FileWait, Stage};
 use crate::features::ModelReader;
 use crate::npy::Matrix;
+use crate::pitch::PitchModelReader;
 use crate::retrieval::IndexReader;
 use index_blend::IndexBlend;
 use pitch::Pitch;
@@ -63,6 +64,20 @@ impl Default for VoiceControls {
 pub struct VoiceFiles {
     pub model: ModelReader,
     pub index: IndexReader,
+    /// An RMVPE pitch model; without one (or with none loaded) the built-in estimator runs.
+    pub pitch_model: Option<PitchModelReader>,
+}
+
+impl VoiceFiles {
+    /// A content model and an index, with the built-in pitch estimator.
+    pub fn new(model: ModelReader, index: IndexReader) -> Self {
+        VoiceFiles { model, index, pitch_model: None }
+    }
+
+    /// Tracks pitch with the RMVPE model of `pitch_model` when it has one.
+    pub fn with_pitch_model(self, pitch_model: PitchModelReader) -> Self {
+        VoiceFiles { pitch_model: Some(pitch_model), ..self }
+    }
 }
 
 /// Content frames of one block: `count` frames of `dim` values, the first of them frame
@@ -154,11 +169,12 @@ impl VoiceStage {
     pub fn new(files: VoiceFiles, host_rate: f64, block: usize) -> Self {
         let to_model_rate = ToModelRate::new(host_rate, block);
         let latency = to_model_rate.as_ref().map_or(0, |resampler| resampler.delay_at_host_rate(host_rate));
-        let status = StatusWriter::new(files.model.watch(), files.index.watch());
+        let pitch_watch = files.pitch_model.as_ref().map(|reader| reader.watch());
+        let status = StatusWriter::new(files.model.watch(), files.index.watch(), pitch_watch);
         VoiceStage {
             to_model_rate,
             content: ContentFeatures::new(files.model),
-            pitch: Pitch::default(),
+            pitch: Pitch::new(files.pitch_model),
             index_blend: IndexBlend::new(files.index),
             synthesizer: Synthesizer::new(host_rate, latency),
             to_host_rate: ToHostRate::new(host_rate),
@@ -260,6 +276,7 @@ impl Stage for VoiceStage {
     fn settle(&mut self, wait: &FileWait) {
         self.content.settle(wait);
         self.index_blend.settle(wait);
+        self.pitch.settle(wait);
     }
 
     fn idle(&mut self) {

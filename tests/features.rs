@@ -137,7 +137,7 @@ fn fractional_host_rates_resample_to_50_frames_per_second() {
         mode: RenderMode::Offline,
         ..EngineConfig::default()
     };
-    let files = VoiceFiles { model: models.reader(), index: slot.reader() };
+    let files = VoiceFiles::new(models.reader(), slot.reader());
     let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
     let mut engine = Engine::start(config, stage).unwrap();
     let seconds = 4.0;

@@ -100,6 +100,17 @@ impl rvc_stage::voice::FeatureTap for PitchTap {
 /// The voice pipeline's pitch step at a host rate: `signal` (16 kHz) resampled to `rate`,
 /// rendered offline in `block_ms` blocks and 333-frame calls, transposed by `semitones`.
 fn pipeline_pitch(signal: &Signal, rate: u32, block_ms: f64, semitones: f32) -> Vec<f32> {
+    pipeline_pitch_with(signal, rate, block_ms, semitones, None).0
+}
+
+/// [`pipeline_pitch`] with an RMVPE model; also returns the pitch step's status.
+fn pipeline_pitch_with(
+    signal: &Signal,
+    rate: u32,
+    block_ms: f64,
+    semitones: f32,
+    pitch_model: Option<&Path>,
+) -> (Vec<f32>, rvc_stage::voice::StepStatus) {
     use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode};
     use rvc_stage::voice::{VoiceControls, VoiceFiles, VoiceStage};
     let config = EngineConfig {
@@ -115,8 +126,15 @@ fn pipeline_pitch(signal: &Signal, rate: u32, block_ms: f64, semitones: f32) -> 
         rvc_stage::retrieval::IndexSlot::default(),
     );
     let tap = PitchTap::default();
-    let files = VoiceFiles { model: model.reader(), index: index.reader() };
+    let pitch_models = rvc_stage::pitch::pitch_model_slot(std::sync::Arc::new(std::sync::RwLock::new(Some(
+        runtime().to_string_lossy().into_owned(),
+    ))));
+    if let Some(path) = pitch_model {
+        pitch_models.request(Some(path.to_path_buf()));
+    }
+    let files = VoiceFiles::new(model.reader(), index.reader()).with_pitch_model(pitch_models.reader());
     let stage = VoiceStage::new(files, config.sample_rate, config.block_samples()).with_tap(Box::new(tap.clone()));
+    let status = stage.status();
     let mut engine = Engine::start(config, stage).unwrap();
     // Linear interpolation to the host rate is enough for a band-limited voice below 4 kHz.
     let len = (signal.audio.len() as f64 * f64::from(rate) / 16_000.0) as usize;
@@ -138,7 +156,7 @@ fn pipeline_pitch(signal: &Signal, rate: u32, block_ms: f64, semitones: f32) -> 
     drop(engine);
     let mut f0 = tap.0.lock().unwrap().clone();
     f0.truncate(signal.f0.len());
-    f0
+    (f0, status.snapshot()[rvc_stage::voice::Step::Pitch as usize].clone())
 }
 
 /// Through the voice pipeline at 44.1, 48 and 22.05 kHz and odd block sizes, the pitch step
@@ -269,4 +287,24 @@ fn wrong_pitch_model_files_are_explained() {
         assert!(error.contains(expected) && error.contains(&*path.to_string_lossy()), "{error}");
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// With an RMVPE model chosen, the pipeline's pitch step runs it (offline renders wait for it to
+/// load): its track is the model's, not the built-in estimator's, the same for 100 and 330 ms
+/// blocks (each block runs the model over its new audio plus 4 frames on either side), every
+/// frame decided, transposed like the built-in one, and the status board shows the file.
+#[test]
+fn the_pitch_step_runs_a_chosen_rmvpe_model_whatever_the_blocks() {
+    use rvc_stage::engine::slot::SlotStatus;
+    let signal = &signals()[1];
+    let model = rmvpe_model("wokada");
+    let (f0, status) = pipeline_pitch_with(signal, 48_000, 100.0, 0.0, Some(&model));
+    assert!(matches!(&status.file, Some(SlotStatus::Ready { path }) if *path == model), "{status:?}");
+    assert_eq!((f0.len(), status.error), (signal.f0.len(), None), "every frame decided");
+    let (other_blocks, _) = pipeline_pitch_with(signal, 48_000, 330.0, 0.0, Some(&model));
+    assert_eq!(f0, other_blocks, "the same track whatever the block size");
+    assert_ne!(f0, pipeline_pitch(signal, 48_000, 100.0, 0.0), "the model's track, not the built-in one");
+    let (shifted, _) = pipeline_pitch_with(signal, 48_000, 100.0, 12.0, Some(&model));
+    assert!(f0.iter().zip(&shifted).all(|(a, b)| *b == a * 2.0));
+    assert!(f0.iter().any(|f| *f > 0.0));
 }

@@ -101,7 +101,7 @@ fn reset_through_the_wrapper_allocates_nothing_and_clears_history() {
     }
 }
 
-/// With a content model and an index loaded, the worker runs ONNX Runtime and faiss on every
+/// With a content model, an index and a pitch model loaded, the worker runs ONNX Runtime and faiss on every
 /// block while the audio thread, under the allocation guard, only moves samples: random buffer
 /// sizes, Index Ratio automation, clean output, audio passed through exactly. The render runs in
 /// a child process whose log (`NICE_LOG`) and feature dump (`RVC_STAGE_FEATURE_DUMP`) this test
@@ -127,7 +127,7 @@ fn with_a_model_and_an_index_the_audio_thread_still_allocates_nothing() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    for file in [&model, &index] {
+    for file in [&model, &index, &pitch_model()] {
         let loaded = format!("loaded {}", file.display());
         assert!(logged.contains(&loaded), "{loaded:?} missing from the log:\n{logged}");
     }
@@ -140,6 +140,7 @@ fn render_with_files(model: &std::path::Path, index: &std::path::Path) {
     let mut plugin = Plugin::new(&in_process_entry()).unwrap();
     plugin.set_persisted_path("index-path", index).unwrap();
     plugin.set_persisted_path("hubert-path", model).unwrap();
+    plugin.set_persisted_path("pitch-model-path", &pitch_model()).unwrap();
     let input = vec![noise(8, 96_000, 0.5); 2];
     // The offline render first: it waits for the loads, so the live ones run with the files.
     for (offline, ratio) in [(true, "0.3"), (false, "1"), (true, "0")] {
@@ -152,4 +153,8 @@ fn render_with_files(model: &std::path::Path, index: &std::path::Path) {
             assert_eq!(&render.output[0][latency..], &input[0][..input[0].len() - latency]);
         }
     }
+}
+
+fn pitch_model() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/rmvpe-tiny-rvc.onnx")
 }

@@ -85,7 +85,7 @@ fn engine_with(
     index: &IndexSlot,
     tap: &Tap,
 ) -> (Engine<VoiceControls>, Arc<VoiceStatus>) {
-    let files = VoiceFiles { model: model.reader(), index: index.reader() };
+    let files = VoiceFiles::new(model.reader(), index.reader());
     let stage = VoiceStage::new(files, config.sample_rate, config.block_samples()).with_tap(Box::new(tap.clone()));
     let status = stage.status();
     (Engine::start(config, stage).unwrap(), status)

@@ -3,8 +3,7 @@
 //! 32) and gives a 360-bin salience `[1, T', 360]`, decoded here as RVC does; w-okada's export
 //! takes the waveform `[1, N]` and a threshold `[1]` and gives f0 in Hz, one frame per 160
 //! samples from the first. Anything else is an error naming what was found. Loaded on a loader
-//! thread, run on the worker thread. Not used by the pipeline yet (issue 10): the built-in
-//! estimator runs there.
+//! thread, run on the worker thread (the pipeline's pitch step, when the user chose a model).
 
 use std::path::{Path, PathBuf};
 

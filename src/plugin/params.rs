@@ -10,6 +10,7 @@ use nice_plug::prelude::*;
 use crate::engine::slot::{Slot, SlotStatus};
 use crate::engine::BLOCK_MS_RANGE;
 use crate::features::{model_slot, prefer_runtime_from_state, ContentModel, ModelOptions, ModelSlot, Precision};
+use crate::pitch::{pitch_model_slot, PitchModelSlot, RmvpeModel};
 use crate::retrieval::IndexSlot;
 use crate::voice::{VoiceControls, CONTEXT_FRAMES_MAX};
 
@@ -77,6 +78,10 @@ pub struct RvcStageParams {
     /// the background like the index.
     #[persist = "hubert-path"]
     pub hubert: SlotFile<Mutex<ContentModel>>,
+    /// An RMVPE pitch model (`.onnx`, RVC's or w-okada's export), saved with the project and
+    /// loaded in the background like the others; without one the built-in estimator runs.
+    #[persist = "pitch-model-path"]
+    pub pitch_model: SlotFile<Mutex<RmvpeModel>>,
     /// `libonnxruntime.so.1.31.1` to use before the usual places (see the README). ONNX
     /// Runtime loads once per process, so this matters only until the first model is loaded.
     #[persist = "onnxruntime-path"]
@@ -84,12 +89,13 @@ pub struct RvcStageParams {
 }
 
 /// The ONNX Runtime library path in the plugin state. Changing it while no runtime is loaded
-/// yet loads the chosen content model again (the library may be what it lacked, and a load
+/// yet loads the chosen content and pitch models again (the library may be what it lacked, and a load
 /// still running may have started without it; the newest request wins).
 #[derive(Debug)]
 pub struct RuntimeFile {
     path: Arc<RwLock<Option<String>>>,
     model: Arc<ModelSlot>,
+    pitch_model: Arc<PitchModelSlot>,
 }
 
 impl<'a> PersistentField<'a, Option<String>> for RuntimeFile {
@@ -97,11 +103,13 @@ impl<'a> PersistentField<'a, Option<String>> for RuntimeFile {
         let path = path.filter(|p| !p.is_empty());
         let changed = *self.path.read().unwrap_or_else(|e| e.into_inner()) != path;
         *self.path.write().unwrap_or_else(|e| e.into_inner()) = path;
-        if changed
-            && crate::features::runtime_path().is_none()
-            && !matches!(self.model.status(), SlotStatus::Ready { .. })
-        {
-            self.model.request(self.model.chosen());
+        if changed && crate::features::runtime_path().is_none() {
+            if !matches!(self.model.status(), SlotStatus::Ready { .. }) {
+                self.model.request(self.model.chosen());
+            }
+            if !matches!(self.pitch_model.status(), SlotStatus::Ready { .. }) {
+                self.pitch_model.request(self.pitch_model.chosen());
+            }
         }
     }
 
@@ -149,6 +157,7 @@ impl Default for RvcStageParams {
     fn default() -> Self {
         let runtime = Arc::new(RwLock::new(None));
         let hubert = Arc::new(model_slot(runtime.clone(), model_options()));
+        let pitch_model = Arc::new(pitch_model_slot(runtime.clone()));
         Self {
             bypass: BoolParam::new("Bypass", false)
                 .with_value_to_string(formatters::v2s_bool_bypass())
@@ -190,7 +199,8 @@ impl Default for RvcStageParams {
             fine_tune: IntParam::new("Fine Tune", 0, IntRange::Linear { min: -100, max: 100 }).with_unit(" ct"),
             index: SlotFile(Arc::new(IndexSlot::default())),
             hubert: SlotFile(hubert.clone()),
-            onnxruntime: RuntimeFile { path: runtime, model: hubert },
+            pitch_model: SlotFile(pitch_model.clone()),
+            onnxruntime: RuntimeFile { path: runtime, model: hubert, pitch_model },
         }
     }
 }

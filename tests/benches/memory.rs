@@ -79,7 +79,7 @@ fn child(instances: usize, separate: bool) {
             mode: RenderMode::Offline,
             ..Default::default()
         };
-        let files = VoiceFiles { model: model.reader(), index: index.reader() };
+        let files = VoiceFiles::new(model.reader(), index.reader());
         let mut engine = Engine::start(config, VoiceStage::new(files, RATE, config.block_samples())).unwrap();
         let mut audio = vec![vec![0.0f32; 512]; 2];
         for call in 0..(RATE as usize) / 512 {

@@ -138,7 +138,7 @@ fn run_chain(
         mode: RenderMode::Offline,
         ..EngineConfig::default()
     };
-    let files = VoiceFiles { model: models.reader(), index: index.reader() };
+    let files = VoiceFiles::new(models.reader(), index.reader());
     let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
     let status = stage.status();
     let mut engine = Engine::start(config, stage)?;

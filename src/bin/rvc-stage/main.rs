@@ -200,7 +200,7 @@ fn render(args: &RenderArgs) -> Result<()> {
     };
     let models = loaded(model_slot(Arc::default(), ModelOptions::default()), args.hubert.as_deref())?;
     let index = loaded(IndexSlot::default(), args.index.as_deref())?;
-    let files = VoiceFiles { model: models.reader(), index: index.reader() };
+    let files = VoiceFiles::new(models.reader(), index.reader());
     let stage = VoiceStage::new(files, config.sample_rate, config.block_samples());
     let status = stage.status();
     let mut engine = Engine::start(config, stage)?;

@@ -69,7 +69,7 @@ pub fn pitch(args: &PitchArgs) -> Result<()> {
     };
     let (model, index) = (model_slot(Arc::default(), ModelOptions::default()), IndexSlot::default());
     let recorder = PitchRecorder::default();
-    let files = VoiceFiles { model: model.reader(), index: index.reader() };
+    let files = VoiceFiles::new(model.reader(), index.reader());
     let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
     let status = stage.status();
     let mut engine = Engine::start(config, stage)?;
