@@ -5,15 +5,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::{ensure, Result};
-use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, BLOCK_MS_RANGE};
+use rvc_stage::engine::BLOCK_MS_RANGE;
 use rvc_stage::features::{
     frames_for, model_slot, runtime_path, to_synth_rate, ModelOptions, ModelSlot, Precision, SAMPLE_RATE,
 };
 use rvc_stage::npy::{write_matrix, Matrix};
 use rvc_stage::retrieval::{FeatureIndex, IndexSlot, SearchSettings};
-use rvc_stage::voice::{FeatureRecorder, Step, StepStatus, VoiceControls, VoiceFiles, VoiceStage};
+use rvc_stage::voice::{FeatureRecorder, Step, StepStatus, VoiceControls, VoiceFiles};
 
-use crate::{context_frames, loaded, read_wav, run_offline, DEFAULT_CONTEXT_MS};
+use crate::{context_frames, loaded, read_mono, run_pipeline, DEFAULT_CONTEXT_MS};
 
 #[derive(clap::Args)]
 pub struct FeaturesArgs {
@@ -68,10 +68,7 @@ pub fn features(args: &FeaturesArgs) -> Result<()> {
     let context_frames = context_frames(args.context_ms)?;
     ensure!(matches!(args.fps, 50 | 100), "--fps must be 50 or 100, got {}", args.fps);
     ensure!(args.plot.is_none() || args.index.is_some(), "--plot shows distances to the index: give --index too");
-    let (spec, channels) = read_wav(&args.input)?;
-    let mono: Vec<f32> =
-        (0..channels[0].len()).map(|n| channels.iter().map(|c| c[n]).sum::<f32>() / channels.len() as f32).collect();
-    let rate = f64::from(spec.sample_rate);
+    let (mono, rate) = read_mono(&args.input)?;
     let runtime = args.onnxruntime.as_ref().map(|p| p.to_string_lossy().into_owned());
     let models = model_slot(
         Arc::new(RwLock::new(runtime)),
@@ -130,25 +127,9 @@ fn run_chain(
     index: &IndexSlot,
 ) -> Result<(Matrix, Vec<StepStatus>)> {
     let recorder = FeatureRecorder::default();
-    let config = EngineConfig {
-        sample_rate: rate,
-        max_buffer: 1024,
-        channels: 1,
-        block_ms: args.block_ms,
-        mode: RenderMode::Offline,
-        ..EngineConfig::default()
-    };
     let files = VoiceFiles::new(models.reader(), index.reader());
-    let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
-    let status = stage.status();
-    let mut engine = Engine::start(config, stage)?;
-    let stage = VoiceControls { index_ratio: args.ratio, context_frames, ..VoiceControls::default() };
-    let controls = Controls { stage, ..Controls::default() };
-    run_offline(&mut engine, &mut [mono.to_vec()], 1024, controls)?;
-    drop(engine);
-    if let Some(error) = status.errors().first() {
-        anyhow::bail!("{error}");
-    }
+    let controls = VoiceControls { index_ratio: args.ratio, context_frames, ..VoiceControls::default() };
+    let status = run_pipeline(files, mono, rate, args.block_ms, Box::new(recorder.clone()), controls)?;
     let frames = frames_for(model_rate_samples(mono.len(), rate));
     let mut recorded = recorder.take();
     ensure!(recorded.rows >= frames, "only {} of {frames} frames were computed", recorded.rows);

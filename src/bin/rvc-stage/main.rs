@@ -272,6 +272,43 @@ fn run_offline(
     Ok(())
 }
 
+/// The channels' average (what the plugin's worker hears) and the sample rate.
+fn read_mono(path: &Path) -> Result<(Vec<f32>, f64)> {
+    let (spec, channels) = read_wav(path)?;
+    let mono =
+        (0..channels[0].len()).map(|n| channels.iter().map(|c| c[n]).sum::<f32>() / channels.len() as f32).collect();
+    Ok((mono, f64::from(spec.sample_rate)))
+}
+
+/// Runs `mono` offline through the voice pipeline reading `files`, in `block_ms` blocks with
+/// `controls`, handing what it computes to `tap`; fails naming the step that failed.
+fn run_pipeline(
+    files: VoiceFiles,
+    mono: &[f32],
+    rate: f64,
+    block_ms: f64,
+    tap: Box<dyn rvc_stage::voice::FeatureTap>,
+    controls: VoiceControls,
+) -> Result<Arc<rvc_stage::voice::VoiceStatus>> {
+    let config = EngineConfig {
+        sample_rate: rate,
+        max_buffer: 1024,
+        channels: 1,
+        block_ms,
+        mode: RenderMode::Offline,
+        ..EngineConfig::default()
+    };
+    let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(tap);
+    let status = stage.status();
+    let mut engine = Engine::start(config, stage)?;
+    run_offline(&mut engine, &mut [mono.to_vec()], 1024, Controls { stage: controls, ..Controls::default() })?;
+    drop(engine);
+    if let Some(error) = status.errors().first() {
+        anyhow::bail!("{error}");
+    }
+    Ok(status)
+}
+
 /// Reads every channel as f32 in [-1, 1].
 fn read_wav(path: &Path) -> Result<(hound::WavSpec, Vec<Vec<f32>>)> {
     let mut reader =

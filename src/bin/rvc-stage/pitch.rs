@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{ensure, Result};
-use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, BLOCK_MS_RANGE};
+use rvc_stage::engine::BLOCK_MS_RANGE;
 use rvc_stage::features::{model_slot, ModelOptions};
 use rvc_stage::pitch::coarse_pitch;
 use rvc_stage::retrieval::IndexSlot;
-use rvc_stage::voice::{FeatureTap, Frames, PitchFrames, VoiceControls, VoiceFiles, VoiceStage, PITCH_HOP};
+use rvc_stage::voice::{FeatureTap, Frames, PitchFrames, VoiceControls, VoiceFiles, PITCH_HOP};
 
-use crate::{read_wav, run_offline};
+use crate::{read_mono, run_pipeline};
 
 #[derive(clap::Args)]
 pub struct PitchArgs {
@@ -55,31 +55,13 @@ pub fn pitch(args: &PitchArgs) -> Result<()> {
         "--transpose must be within -24…24 semitones, got {}",
         args.transpose
     );
-    let (spec, channels) = read_wav(&args.input)?;
-    let mono: Vec<f32> =
-        (0..channels[0].len()).map(|n| channels.iter().map(|c| c[n]).sum::<f32>() / channels.len() as f32).collect();
-    let rate = f64::from(spec.sample_rate);
-    let config = EngineConfig {
-        sample_rate: rate,
-        max_buffer: 1024,
-        channels: 1,
-        block_ms: args.block_ms,
-        mode: RenderMode::Offline,
-        ..EngineConfig::default()
-    };
+    let (mono, rate) = read_mono(&args.input)?;
     let (model, index) = (model_slot(Arc::default(), ModelOptions::default()), IndexSlot::default());
     let recorder = PitchRecorder::default();
     let files = VoiceFiles::new(model.reader(), index.reader());
-    let stage = VoiceStage::new(files, rate, config.block_samples()).with_tap(Box::new(recorder.clone()));
-    let status = stage.status();
-    let mut engine = Engine::start(config, stage)?;
-    let stage_controls = VoiceControls { transpose: args.transpose, ..VoiceControls::default() };
+    let controls = VoiceControls { transpose: args.transpose, ..VoiceControls::default() };
     // The engine's flush (its latency in silence) covers the estimator's look-ahead.
-    run_offline(&mut engine, &mut [mono.clone()], 1024, Controls { stage: stage_controls, ..Controls::default() })?;
-    drop(engine);
-    if let Some(error) = status.errors().first() {
-        anyhow::bail!("{error}");
-    }
+    run_pipeline(files, &mono, rate, args.block_ms, Box::new(recorder.clone()), controls)?;
     let frames = (mono.len() as f64 * 16_000.0 / rate) as usize / PITCH_HOP + 1;
     let mut f0 = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     ensure!(f0.len() >= frames, "only {} of {frames} pitch frames were decided", f0.len());
