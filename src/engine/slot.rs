@@ -147,11 +147,6 @@ impl<T: Send + Sync + 'static> Slot<T> {
         self.shared.status.status()
     }
 
-    /// A view of the status for displays.
-    pub fn watch(&self) -> SlotWatch {
-        self.shared.status.clone()
-    }
-
     /// A reader for the worker thread.
     pub fn reader(&self) -> SlotReader<T> {
         SlotReader { shared: self.shared.clone(), current: None, seen: u64::MAX, gave_up_on: 0 }

@@ -45,11 +45,10 @@ pub trait Stage: Send {
     }
 }
 
-/// What stage controls must be: small values the audio thread copies and compares without
-/// allocating.
-pub trait StageControls: Copy + PartialEq + Default + Send + 'static {}
+/// What stage controls must be: small values the audio thread copies without allocating.
+pub trait StageControls: Copy + Default + Send + 'static {}
 
-impl<T: Copy + PartialEq + Default + Send + 'static> StageControls for T {}
+impl<T: Copy + Default + Send + 'static> StageControls for T {}
 
 /// A block the stage could not make: it passes dry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

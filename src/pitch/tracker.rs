@@ -116,11 +116,6 @@ impl PitchTracker {
         }
     }
 
-    /// Frames analysed so far.
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
-
     /// Analyses the next frame (`FRAME` samples from `WINDOW_BEFORE` before its centre) and
     /// returns the f0 of the frame
     /// [`LOOKAHEAD`] frames back (Hz, 0 = unvoiced), once there is one.

@@ -7,7 +7,7 @@
 //! indexes are built by the library's `index build` path at several list counts; the table
 //! shows each next to RVC's procedure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
