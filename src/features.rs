@@ -6,7 +6,7 @@
 //! audio thread. [`to_synth_rate`] shapes frames for the synthesizer (100 fps).
 
 mod model;
-mod onnx_wire;
+pub(crate) mod onnx_wire;
 mod quantize;
 pub(crate) mod runtime;
 mod split;

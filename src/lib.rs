@@ -11,6 +11,7 @@
 //! - [`retrieval`] — the feature index: validating, loading, searching, blending, building.
 //! - [`pitch`] — the built-in pitch estimator and RVC's pitch formulas (RMVPE's log-mel input and
 //!   salience decoding, coarse codes).
+//! - [`synth`] — RVC synthesizer models (both exports), their prior noise and SOLA stitching.
 //! - [`plot`] — the font the CLI's plots use.
 //! - [`npy`] — feature matrices as `.npy` files for the CLI.
 //! - [`rt`] — allocation-free primitives the audio thread is built from.
@@ -23,6 +24,7 @@ pub mod plot;
 pub mod plugin;
 pub mod retrieval;
 pub mod rt;
+pub mod synth;
 pub mod voice;
 
 pub use plugin::RvcStage;

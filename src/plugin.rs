@@ -43,7 +43,8 @@ impl RvcStage {
     /// asks for it.
     fn voice_stage(&mut self, config: &EngineConfig) -> VoiceStage {
         let files = VoiceFiles::new(self.params.hubert.0.reader(), self.params.index.0.reader())
-            .with_pitch_model(self.params.pitch_model.0.reader());
+            .with_pitch_model(self.params.pitch_model.0.reader())
+            .with_synth(self.params.synth.0.reader());
         let stage = VoiceStage::new(files, config.sample_rate, config.block_samples());
         self.feature_dump = std::env::var_os(FEATURE_DUMP_VAR)
             .filter(|path| !path.is_empty())
@@ -80,6 +81,9 @@ impl RvcStage {
                 index_ratio: self.params.index_ratio.value(),
                 context_frames: self.params.context_frames.value().max(0) as usize,
                 transpose: self.params.transpose.value() as f32 + self.params.fine_tune.value() as f32 / 100.0,
+                protect: self.params.protect.value(),
+                rms_mix: self.params.rms_mix.value(),
+                speaker: i64::from(self.params.speaker.value()),
             },
         }
     }

@@ -4,8 +4,11 @@
 //! 1. [`to_model_rate`]: host rate → 16 kHz, into the buffer every 16 kHz step reads;
 //! 2. [`content`] features and [`pitch`] (the built-in estimator), both from that buffer;
 //! 3. [`index_blend`]: content frames pulled towards the index's voice;
-//! 4. [`synthesizer`] (not built yet: the delayed input stands in for the converted voice);
-//! 5. [`to_host_rate`]: the voice back at the host's rate.
+//! 4. [`synthesizer`]: the converted voice, rendered over a short window and stitched (SOLA);
+//! 5. [`to_host_rate`]: the voice back at the host's rate, at a constant delay.
+//!
+//! Without a synthesizer the blocks pass dry (latency-compensated), as they do when a step
+//! fails.
 //!
 //! Built on the main thread (plugin activation, the CLI), run on the worker thread. The plugin
 //! and the CLI run this same code. Every step reports its outcome on the [`VoiceStatus`] board.
@@ -22,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 pub use content::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
 pub use pitch::{PitchFrames, PITCH_HOP};
+pub use synthesizer::{CONTEXT as SYNTH_CONTEXT, LOOKAHEAD as SYNTH_LOOKAHEAD};
 pub use status::{Step, StepStatus, StepTimes, VoiceStatus};
 pub use to_model_rate::Audio16k;
 
@@ -30,6 +34,7 @@ use crate::features::ModelReader;
 use crate::npy::Matrix;
 use crate::pitch::PitchModelReader;
 use crate::retrieval::IndexReader;
+use crate::synth::SynthReader;
 use index_blend::IndexBlend;
 use pitch::Pitch;
 use status::StatusWriter;
@@ -51,12 +56,27 @@ pub struct VoiceControls {
     pub context_frames: usize,
     /// Pitch shift in semitones (Transpose plus Fine Tune's cents / 100).
     pub transpose: f32,
+    /// RVC's protect, 0 ..= 0.5: on unvoiced frames the features keep this share of the
+    /// blend (the rest unblended); 0.5 turns it off.
+    pub protect: f32,
+    /// RVC's RMS mix rate, 0 ..= 1: 0 gives the voice the input's loudness contour, 1 keeps
+    /// the synthesizer's own.
+    pub rms_mix: f32,
+    /// The synthesizer's speaker id.
+    pub speaker: i64,
 }
 
 impl Default for VoiceControls {
     fn default() -> Self {
-        // RVC's own default index rate.
-        Self { index_ratio: 0.75, context_frames: DEFAULT_CONTEXT_FRAMES, transpose: 0.0 }
+        // RVC's own defaults (index rate, protect and RMS mix as its web UI has them).
+        Self {
+            index_ratio: 0.75,
+            context_frames: DEFAULT_CONTEXT_FRAMES,
+            transpose: 0.0,
+            protect: 0.33,
+            rms_mix: 0.25,
+            speaker: 0,
+        }
     }
 }
 
@@ -66,12 +86,19 @@ pub struct VoiceFiles {
     pub index: IndexReader,
     /// An RMVPE pitch model; without one (or with none loaded) the built-in estimator runs.
     pub pitch_model: Option<PitchModelReader>,
+    /// The synthesizer; without one the voice passes dry.
+    pub synth: Option<SynthReader>,
 }
 
 impl VoiceFiles {
     /// A content model and an index, with the built-in pitch estimator.
     pub fn new(model: ModelReader, index: IndexReader) -> Self {
-        VoiceFiles { model, index, pitch_model: None }
+        VoiceFiles { model, index, pitch_model: None, synth: None }
+    }
+
+    /// Converts the voice with the synthesizer of `synth` when it has one.
+    pub fn with_synth(self, synth: SynthReader) -> Self {
+        VoiceFiles { synth: Some(synth), ..self }
     }
 
     /// Tracks pitch with the RMVPE model of `pitch_model` when it has one.
@@ -162,22 +189,37 @@ pub struct VoiceStage {
     latency: usize,
 }
 
+/// The pipeline's latency in host samples, and the voice queue's part of it: everything
+/// before the synthesizer decides a frame at most [`pitch::DECISION_LAG`] 16 kHz samples (plus
+/// the 16 kHz resampler's delay) after its start, the synthesizer looks [`SYNTH_LOOKAHEAD`]
+/// frames further, and its output lags by the SOLA margin (centred on the search range).
+fn latency(host_rate: f64, to_model_rate: &Result<ToModelRate, String>) -> (usize, ToHostRate) {
+    let delay_16k = to_model_rate.as_ref().map_or(0, |resampler| resampler.delay()) as u64;
+    let lag_16k = delay_16k + pitch::DECISION_LAG + SYNTH_LOOKAHEAD * PITCH_HOP as u64;
+    let to_host_rate = ToHostRate::new(host_rate, lag_16k as f64 * host_rate / f64::from(crate::features::SAMPLE_RATE));
+    let frame = host_rate / 100.0;
+    let sola = synthesizer::SOLA_OVERLAP_FRAMES as f64 + synthesizer::SOLA_SEARCH_FRAMES as f64 / 2.0;
+    let latency = to_host_rate.queue_delay() as usize + (sola * frame).round() as usize;
+    (latency, to_host_rate)
+}
+
 impl VoiceStage {
     /// The pipeline for a host at `host_rate` whose engine runs blocks of `block` samples
     /// ([`EngineConfig::block_samples`](crate::engine::EngineConfig::block_samples)). Its
     /// latency follows from these two alone, whatever files are loaded.
     pub fn new(files: VoiceFiles, host_rate: f64, block: usize) -> Self {
         let to_model_rate = ToModelRate::new(host_rate, block);
-        let latency = to_model_rate.as_ref().map_or(0, |resampler| resampler.delay_at_host_rate(host_rate));
+        let (latency, to_host_rate) = latency(host_rate, &to_model_rate);
         let pitch_watch = files.pitch_model.as_ref().map(|reader| reader.watch());
-        let status = StatusWriter::new(files.model.watch(), files.index.watch(), pitch_watch);
+        let synth_watch = files.synth.as_ref().map(|reader| reader.watch());
+        let status = StatusWriter::new(files.model.watch(), files.index.watch(), pitch_watch, synth_watch);
         VoiceStage {
             to_model_rate,
             content: ContentFeatures::new(files.model),
             pitch: Pitch::new(files.pitch_model),
             index_blend: IndexBlend::new(files.index),
-            synthesizer: Synthesizer::new(host_rate, latency),
-            to_host_rate: ToHostRate::new(host_rate),
+            synthesizer: Synthesizer::new(files.synth),
+            to_host_rate,
             tap: None,
             status,
             audio_16k: Audio16k::default(),
@@ -213,7 +255,7 @@ impl VoiceStage {
         status.run(Step::ContentFeatures, || {
             self.content.frames(&self.audio_16k, controls.context_frames, &mut self.frames)
         });
-        let pitch_wanted = self.synthesizer.needs_pitch() || self.tap.as_ref().is_some_and(|tap| tap.wants_pitch());
+        let pitch_wanted = self.synthesizer.is_ready() || self.tap.as_ref().is_some_and(|tap| tap.wants_pitch());
         status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, pitch_wanted, &mut self.f0));
         // 3. The features pulled towards the index's voice.
         status.run(Step::IndexBlend, || self.index_blend.apply(&self.frames, controls.index_ratio, &mut self.blended));
@@ -222,9 +264,14 @@ impl VoiceStage {
             tap.pitch(&self.f0);
         }
         // 4. The voice, at the synthesizer's rate; 5. back at the host's.
-        let voiced = status
-            .run(Step::Synthesizer, || self.synthesizer.render(&self.blended, &self.f0, input, &mut self.voice))
-            && status.run(Step::ToHostRate, || self.to_host_rate.convert(&self.voice, output));
+        let mut voiced = false;
+        status.run(Step::Synthesizer, || {
+            self.synthesizer.render(&self.blended, &self.frames, &self.f0, &self.audio_16k, controls, &mut self.voice)
+        });
+        status.run(Step::ToHostRate, || {
+            voiced = self.to_host_rate.convert(&self.voice, output)?;
+            Ok(())
+        });
         status.publish();
         self.forget_unneeded_audio();
         if voiced {
@@ -239,11 +286,13 @@ impl VoiceStage {
     fn take_up_new_files(&mut self) {
         self.content.take_up_model(&self.audio_16k);
         self.index_blend.take_up(self.content.dim());
+        self.synthesizer.take_up();
     }
 
     /// Keeps only the 16 kHz audio a step still needs.
     fn forget_unneeded_audio(&mut self) {
-        let needed = [self.content.keep_from(), self.pitch.keep_from()].into_iter().flatten().min();
+        let needed =
+            [self.content.keep_from(), self.pitch.keep_from(), self.synthesizer.keep_from()].into_iter().flatten().min();
         self.audio_16k.trim_before(needed.unwrap_or(self.audio_16k.end()));
     }
 }
@@ -268,6 +317,7 @@ impl Stage for VoiceStage {
         self.index_blend.reset();
         self.pitch.reset();
         self.synthesizer.reset();
+        self.to_host_rate.reset();
         if let Some(tap) = &mut self.tap {
             tap.reset();
         }
@@ -277,6 +327,7 @@ impl Stage for VoiceStage {
         self.content.settle(wait);
         self.index_blend.settle(wait);
         self.pitch.settle(wait);
+        self.synthesizer.settle(wait);
     }
 
     fn idle(&mut self) {
@@ -284,7 +335,7 @@ impl Stage for VoiceStage {
     }
 
     fn lag_advice(&self) -> &'static str {
-        "a longer Block Size, a shorter Context or RVC_STAGE_MODEL_PRECISION=int8 lighten it"
+        "a longer Block Size, a shorter Context or RVC_STAGE_MODEL_PRECISION=int8 lighten it; a 32 or 40 kHz synthesizer is lighter than a 48 kHz one"
     }
 }
 

@@ -12,6 +12,7 @@ use crate::engine::BLOCK_MS_RANGE;
 use crate::features::{model_slot, prefer_runtime_from_state, ContentModel, ModelOptions, ModelSlot, Precision};
 use crate::pitch::{pitch_model_slot, PitchModelSlot, RmvpeModel};
 use crate::retrieval::IndexSlot;
+use crate::synth::{synth_slot, SynthModel, SynthSlot};
 use crate::voice::{VoiceControls, CONTEXT_FRAMES_MAX};
 
 /// One content-feature frame (50 per second).
@@ -70,6 +71,17 @@ pub struct RvcStageParams {
     /// Fine pitch shift in cents (a semitone is 100), added to Transpose.
     #[id = "fine_tune"]
     pub fine_tune: IntParam,
+    /// RVC's protect: on unvoiced frames (breaths, consonants) the features keep only this
+    /// share of the index blend. 0.5 turns it off; lower protects more.
+    #[id = "protect"]
+    pub protect: FloatParam,
+    /// RVC's RMS mix: 0 gives the converted voice the input's loudness contour, 1 keeps the
+    /// synthesizer's own.
+    #[id = "rms_mix"]
+    pub rms_mix: FloatParam,
+    /// The synthesizer's speaker, for models trained on several voices.
+    #[id = "speaker"]
+    pub speaker: IntParam,
     /// The feature index (`.index` file), saved with the project. Restoring a state loads it
     /// in the background; the previous index stays in use until the new one is ready.
     #[persist = "index-path"]
@@ -82,6 +94,10 @@ pub struct RvcStageParams {
     /// loaded in the background like the others; without one the built-in estimator runs.
     #[persist = "pitch-model-path"]
     pub pitch_model: SlotFile<Mutex<RmvpeModel>>,
+    /// The RVC synthesizer (`.onnx`, RVC's or w-okada's export), saved with the project and
+    /// loaded in the background like the others; without one the voice passes dry.
+    #[persist = "synth-path"]
+    pub synth: SlotFile<Mutex<SynthModel>>,
     /// `libonnxruntime.so.1.31.1` to use before the usual places (see the README). ONNX
     /// Runtime loads once per process, so this matters only until the first model is loaded.
     #[persist = "onnxruntime-path"]
@@ -89,13 +105,14 @@ pub struct RvcStageParams {
 }
 
 /// The ONNX Runtime library path in the plugin state. Changing it while no runtime is loaded
-/// yet loads the chosen content and pitch models again (the library may be what it lacked, and a load
+/// yet loads the chosen content, pitch and synthesizer models again (the library may be what it lacked, and a load
 /// still running may have started without it; the newest request wins).
 #[derive(Debug)]
 pub struct RuntimeFile {
     path: Arc<RwLock<Option<String>>>,
     model: Arc<ModelSlot>,
     pitch_model: Arc<PitchModelSlot>,
+    synth: Arc<SynthSlot>,
 }
 
 impl<'a> PersistentField<'a, Option<String>> for RuntimeFile {
@@ -109,6 +126,9 @@ impl<'a> PersistentField<'a, Option<String>> for RuntimeFile {
             }
             if !matches!(self.pitch_model.status(), SlotStatus::Ready { .. }) {
                 self.pitch_model.request(self.pitch_model.chosen());
+            }
+            if !matches!(self.synth.status(), SlotStatus::Ready { .. }) {
+                self.synth.request(self.synth.chosen());
             }
         }
     }
@@ -158,6 +178,8 @@ impl Default for RvcStageParams {
         let runtime = Arc::new(RwLock::new(None));
         let hubert = Arc::new(model_slot(runtime.clone(), model_options()));
         let pitch_model = Arc::new(pitch_model_slot(runtime.clone()));
+        let synth = Arc::new(synth_slot(runtime.clone(), model_options()));
+        let voice = VoiceControls::default();
         Self {
             bypass: BoolParam::new("Bypass", false)
                 .with_value_to_string(formatters::v2s_bool_bypass())
@@ -197,10 +219,18 @@ impl Default for RvcStageParams {
             .non_automatable(),
             transpose: IntParam::new("Transpose", 0, IntRange::Linear { min: -24, max: 24 }).with_unit(" st"),
             fine_tune: IntParam::new("Fine Tune", 0, IntRange::Linear { min: -100, max: 100 }).with_unit(" ct"),
+            protect: FloatParam::new("Protect", voice.protect, FloatRange::Linear { min: 0.0, max: 0.5 })
+                .with_step_size(0.01)
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            rms_mix: FloatParam::new("RMS Mix", voice.rms_mix, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_step_size(0.01)
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            speaker: IntParam::new("Speaker", voice.speaker as i32, IntRange::Linear { min: 0, max: 255 }),
             index: SlotFile(Arc::new(IndexSlot::default())),
             hubert: SlotFile(hubert.clone()),
             pitch_model: SlotFile(pitch_model.clone()),
-            onnxruntime: RuntimeFile { path: runtime, model: hubert, pitch_model },
+            synth: SlotFile(synth.clone()),
+            onnxruntime: RuntimeFile { path: runtime, model: hubert, pitch_model, synth },
         }
     }
 }

@@ -18,6 +18,10 @@ pub const EDGE: u64 = 4;
 /// Samples between pitch frames at 16 kHz (100 frames per second).
 pub const PITCH_HOP: usize = 160;
 
+/// 16 kHz samples after a frame's start until its f0 is decided, at the latest: the built-in
+/// estimator's window end plus its look-ahead (an RMVPE model needs less, [`EDGE`] frames).
+pub const DECISION_LAG: u64 = (TRACKER_FRAME - WINDOW_BEFORE + LOOKAHEAD * PITCH_HOP) as u64;
+
 /// The f0 of consecutive pitch frames, the first of them frame number `first` of the stream.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PitchFrames {

@@ -108,13 +108,14 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
-    /// A board whose content-feature, index-blend and pitch steps show the files behind
-    /// `model`, `index` and `pitch_model` (if the pipeline reads one).
-    pub fn new(model: SlotWatch, index: SlotWatch, pitch_model: Option<SlotWatch>) -> Self {
+    /// A board whose content-feature, index-blend, pitch and synthesizer steps show the files
+    /// behind `model`, `index`, `pitch_model` and `synth` (if the pipeline reads them).
+    pub fn new(model: SlotWatch, index: SlotWatch, pitch_model: Option<SlotWatch>, synth: Option<SlotWatch>) -> Self {
         let mut files: [Option<SlotWatch>; 6] = Default::default();
         files[Step::ContentFeatures as usize] = Some(model);
         files[Step::IndexBlend as usize] = Some(index);
         files[Step::Pitch as usize] = pitch_model;
+        files[Step::Synthesizer as usize] = synth;
         let shared = Arc::new(VoiceStatus { reports: Mutex::default(), files });
         StatusWriter { shared, local: Default::default() }
     }

@@ -68,10 +68,10 @@ impl ToModelRate {
         Ok(ToModelRate { resampler, output, skip })
     }
 
-    /// The filter's delay in host-rate samples (rounded up): how much later than the block's
-    /// end its last 16 kHz samples become available.
-    pub fn delay_at_host_rate(&self, host_rate: f64) -> usize {
-        (self.resampler.output_delay() as f64 * host_rate / f64::from(SAMPLE_RATE)).ceil() as usize
+    /// The filter's delay in 16 kHz samples: how much later than the block's end its last 16
+    /// kHz samples become available.
+    pub fn delay(&self) -> usize {
+        self.resampler.output_delay()
     }
 
     /// Resamples one block (the length given to [`new`](Self::new)) and appends the 16 kHz

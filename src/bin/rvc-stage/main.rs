@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rvc_stage::engine::slot::{Slot, SlotStatus};
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode, BLOCK_MS_RANGE};
 use rvc_stage::features::{model_slot, ModelOptions};
+use rvc_stage::pitch::pitch_model_slot;
 use rvc_stage::retrieval::IndexSlot;
+use rvc_stage::synth::synth_slot;
 use rvc_stage::voice::{VoiceControls, VoiceFiles, VoiceStage, CONTEXT_FRAMES_MAX};
 
 mod features;
@@ -29,7 +31,11 @@ struct Cli {
 enum Command {
     /// Render a WAV file offline through the engine, exactly as the plugin processes it in a
     /// bounce. The output is latency-compensated: same length and alignment as the input.
+    /// Without `--synth` the voice passes dry.
     Render(RenderArgs),
+    /// Convert the voice in a WAV file: `render` with a content model (`--hubert`) and a
+    /// synthesizer (`--synth`), exactly the plugin's worker path in an offline bounce.
+    Convert(RenderArgs),
     /// Work with faiss feature indexes (RVC `.index` files).
     #[command(subcommand)]
     Index(IndexCommand),
@@ -138,6 +144,24 @@ struct RenderArgs {
     /// Left context of the content model, in milliseconds (0-2500), as the plugin's Context.
     #[arg(long, default_value_t = DEFAULT_CONTEXT_MS)]
     context_ms: f64,
+    /// The RVC synthesizer ONNX (RVC's or w-okada's export), as the plugin's saved path.
+    #[arg(long)]
+    synth: Option<PathBuf>,
+    /// An RMVPE pitch model (RVC's or w-okada's export); without one the built-in estimator.
+    #[arg(long)]
+    pitch_model: Option<PathBuf>,
+    /// Pitch shift in semitones (-24 to 24; fractions are cents), as Transpose + Fine Tune.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    transpose: f32,
+    /// RVC's protect, 0-0.5 (0.5 = off), as the plugin's Protect.
+    #[arg(long, default_value_t = VoiceControls::default().protect)]
+    protect: f32,
+    /// RVC's RMS mix, 0 (input loudness) to 1 (the synthesizer's own), as the plugin's RMS Mix.
+    #[arg(long, default_value_t = VoiceControls::default().rms_mix)]
+    rms_mix: f32,
+    /// The synthesizer's speaker id.
+    #[arg(long, default_value_t = 0)]
+    speaker: i64,
 }
 
 /// The plugin's default Context, in milliseconds.
@@ -158,6 +182,7 @@ fn context_frames(context_ms: f64) -> Result<usize> {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Render(args) => render(&args),
+        Command::Convert(args) => convert(&args),
         Command::Features(args) => features::features(&args),
         Command::Pitch(args) => pitch::pitch(&args),
         Command::Index(IndexCommand::Info { path }) => index::info(&path),
@@ -178,6 +203,12 @@ fn main() -> ExitCode {
     }
 }
 
+fn convert(args: &RenderArgs) -> Result<()> {
+    ensure!(args.hubert.is_some(), "convert needs the content model: give it with --hubert");
+    ensure!(args.synth.is_some(), "convert needs the synthesizer: give it with --synth");
+    render(args)
+}
+
 fn render(args: &RenderArgs) -> Result<()> {
     ensure!(BLOCK_MS_RANGE.contains(&args.block_ms), "--block-ms must be within 50-500, got {}", args.block_ms);
     ensure!((0.0..=1.0).contains(&args.mix), "--mix must be within 0-1, got {}", args.mix);
@@ -188,6 +219,9 @@ fn render(args: &RenderArgs) -> Result<()> {
         args.index.is_none() || args.hubert.is_some(),
         "--index blends the content model's features: give the model with --hubert too"
     );
+    ensure!((-24.0..=24.0).contains(&args.transpose), "--transpose must be within -24-24, got {}", args.transpose);
+    ensure!((0.0..=0.5).contains(&args.protect), "--protect must be within 0-0.5, got {}", args.protect);
+    ensure!((0.0..=1.0).contains(&args.rms_mix), "--rms-mix must be within 0-1, got {}", args.rms_mix);
     let (spec, mut channels) = read_wav(&args.input)?;
     let frames = channels[0].len();
     let config = EngineConfig {
@@ -200,7 +234,11 @@ fn render(args: &RenderArgs) -> Result<()> {
     };
     let models = loaded(model_slot(Arc::default(), ModelOptions::default()), args.hubert.as_deref())?;
     let index = loaded(IndexSlot::default(), args.index.as_deref())?;
-    let files = VoiceFiles::new(models.reader(), index.reader());
+    let pitch_models = loaded(pitch_model_slot(Arc::default()), args.pitch_model.as_deref())?;
+    let synths = loaded(synth_slot(Arc::default(), ModelOptions::default()), args.synth.as_deref())?;
+    let files = VoiceFiles::new(models.reader(), index.reader())
+        .with_pitch_model(pitch_models.reader())
+        .with_synth(synths.reader());
     let stage = VoiceStage::new(files, config.sample_rate, config.block_samples());
     let status = stage.status();
     let mut engine = Engine::start(config, stage)?;
@@ -209,7 +247,14 @@ fn render(args: &RenderArgs) -> Result<()> {
         mix: args.mix,
         gain: 10f32.powf(args.gain_db / 20.0),
         bypass: false,
-        stage: VoiceControls { index_ratio: args.index_ratio, context_frames, ..VoiceControls::default() },
+        stage: VoiceControls {
+            index_ratio: args.index_ratio,
+            context_frames,
+            transpose: args.transpose,
+            protect: args.protect,
+            rms_mix: args.rms_mix,
+            speaker: args.speaker,
+        },
     };
 
     run_offline(&mut engine, &mut channels, args.buffer, controls)?;
