@@ -7,8 +7,9 @@
 //! 4. [`synthesizer`]: the converted voice, rendered over a short window and stitched (SOLA);
 //! 5. [`to_host_rate`]: the voice back at the host's rate, at a constant delay.
 //!
-//! Without a synthesizer the blocks pass dry (latency-compensated), as they do when a step
-//! fails.
+//! Without a synthesizer the stage passes its (mono) input on, delayed by its latency; a block
+//! the synthesizer cannot make (it failed, or a model was just taken up) passes dry through the
+//! engine's crossfades.
 //!
 //! Built on the main thread (plugin activation, the CLI), run on the worker thread. The plugin
 //! and the CLI run this same code. Every step reports its outcome on the [`VoiceStatus`] board.
@@ -34,6 +35,7 @@ use crate::features::ModelReader;
 use crate::npy::Matrix;
 use crate::pitch::PitchModelReader;
 use crate::retrieval::IndexReader;
+use crate::rt::DelayLine;
 use crate::synth::SynthReader;
 use index_blend::IndexBlend;
 use pitch::Pitch;
@@ -187,6 +189,9 @@ pub struct VoiceStage {
     blended: Frames,
     voice: ModelAudio,
     latency: usize,
+    /// The input delayed by the latency: the output while no synthesizer is in use.
+    passthrough: DelayLine,
+    delayed: Vec<f32>,
 }
 
 /// The pipeline's latency in host samples, and the voice queue's part of it: everything
@@ -228,6 +233,8 @@ impl VoiceStage {
             blended: Frames::default(),
             voice: ModelAudio::default(),
             latency,
+            passthrough: DelayLine::new(latency.max(1)),
+            delayed: Vec::with_capacity(block),
         }
     }
 
@@ -245,6 +252,7 @@ impl VoiceStage {
     /// The whole chain for one block.
     fn convert(&mut self, input: &[f32], controls: &VoiceControls, output: &mut [f32]) -> Result<(), BlockFailed> {
         self.take_up_new_files();
+        self.delay_input(input);
         let status = &mut self.status;
         // 1. Host rate → 16 kHz, into the buffer the 16 kHz steps share.
         status.run(Step::ToModelRate, || match &mut self.to_model_rate {
@@ -276,9 +284,19 @@ impl VoiceStage {
         self.forget_unneeded_audio();
         if voiced {
             Ok(())
+        } else if !self.synthesizer.is_ready() {
+            output.copy_from_slice(&self.delayed);
+            Ok(())
         } else {
             Err(BlockFailed)
         }
+    }
+
+    /// Keeps `delayed` as the block's input delayed by the latency.
+    fn delay_input(&mut self, input: &[f32]) {
+        self.delayed.clear();
+        self.delayed.extend_from_slice(input);
+        self.passthrough.process_runs(&mut self.delayed, |run, line, _| run.swap_with_slice(line));
     }
 
     /// Takes up a model or index loaded since the last block (the blend follows the model's
@@ -313,6 +331,7 @@ impl Stage for VoiceStage {
             resampler.reset();
         }
         self.audio_16k = Audio16k::default();
+        self.passthrough.clear();
         self.content.reset();
         self.index_blend.reset();
         self.pitch.reset();
