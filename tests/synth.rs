@@ -400,6 +400,51 @@ fn a_synthesizer_of_another_width_is_reported_and_audio_passes_dry() {
     assert_eq!(&output[latency..latency + input.len() / 2], &input[..input.len() / 2]);
 }
 
+#[test]
+fn a_synthesizer_swapped_mid_stream_takes_over_without_a_dry_block() {
+    // A second voice of the same rate (another seed of the demo voice).
+    let dir = common::scratch("synth-swap");
+    let other = dir.join("other-voice.onnx");
+    python(&[&script("make_demo_voice.py"), &other, &"--seed", &"1"]);
+    let input = vowel(48_000.0, 150.0, 4.0, 0.0);
+    let (kept, failed_kept, _) = blocks_swapping(&input, None);
+    let (swapped, failed, latency) = blocks_swapping(&input, Some(&other));
+    // The voice starts once the stage's latency has passed; from then on every block is
+    // voiced, the swap included.
+    let first_voiced = latency / BLOCK + 1;
+    assert!(failed.iter().chain(&failed_kept).all(|&i| i < first_voiced), "blocks {failed:?} passed dry");
+    let half = input.len() / BLOCK / 2 * BLOCK;
+    let (early, late) = (half - BLOCK, half + latency + 2 * BLOCK);
+    assert_eq!(kept[..early], swapped[..early], "the swap changed audio from before it");
+    let changed = kept[late..].iter().zip(&swapped[late..]).filter(|(a, b)| (*a - *b).abs() > 1e-3).count();
+    assert!(changed > (kept.len() - late) / 2, "the new voice is not in use ({changed} samples changed)");
+}
+
+const BLOCK: usize = 4800;
+
+/// `input` (48 kHz) through the voice stage block by block with the demo voice, replaced by
+/// `swap` halfway when given; returns the output, the blocks that failed, and the latency.
+fn blocks_swapping(input: &[f32], swap: Option<&Path>) -> (Vec<f32>, Vec<usize>, usize) {
+    use rvc_stage::engine::Stage;
+    let voice = demo_voice();
+    let files = VoiceFiles::new(voice.content.reader(), voice.index.reader()).with_synth(voice.synth.reader());
+    let mut stage = VoiceStage::new(files, 48_000.0, BLOCK);
+    let (mut output, mut failed) = (vec![0.0; input.len()], Vec::new());
+    let blocks = input.len() / BLOCK;
+    for (i, (x, y)) in input.chunks_exact(BLOCK).zip(output.chunks_exact_mut(BLOCK)).enumerate() {
+        if let Some(path) = swap.filter(|_| i == blocks / 2) {
+            voice.synth.request(Some(path.to_path_buf()));
+            voice.synth.wait();
+            assert!(matches!(voice.synth.status(), SlotStatus::Ready { .. }));
+        }
+        if stage.process(x, &VoiceControls::default(), y).is_err() {
+            failed.push(i);
+        }
+    }
+    assert!(stage.status().errors().is_empty(), "{:?}", stage.status().errors());
+    (output, failed, stage.latency_samples())
+}
+
 // ---- Arrays for the Python reference ----
 
 #[derive(Clone, Copy)]
