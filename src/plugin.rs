@@ -84,6 +84,7 @@ impl RvcStage {
                 protect: self.params.protect.value(),
                 rms_mix: self.params.rms_mix.value(),
                 speaker: i64::from(self.params.speaker.value()),
+                silence_db: self.params.silence_threshold.value(),
             },
         }
     }

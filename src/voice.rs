@@ -66,7 +66,13 @@ pub struct VoiceControls {
     pub rms_mix: f32,
     /// The synthesizer's speaker id.
     pub speaker: i64,
+    /// Blocks quieter than this (dB RMS) skip all inference and put out silence (RVC's
+    /// threshold); at [`SILENCE_OFF_DB`] or below, off.
+    pub silence_db: f32,
 }
+
+/// The Silence Threshold value that turns the gate off (RVC's −60 dB).
+pub const SILENCE_OFF_DB: f32 = -60.0;
 
 impl Default for VoiceControls {
     fn default() -> Self {
@@ -78,6 +84,7 @@ impl Default for VoiceControls {
             protect: 0.33,
             rms_mix: 0.25,
             speaker: 0,
+            silence_db: SILENCE_OFF_DB,
         }
     }
 }
@@ -259,12 +266,19 @@ impl VoiceStage {
             Ok(resampler) => resampler.push(input, &mut self.audio_16k),
             Err(why) => Err(why.clone()),
         });
-        // 2. Content features and pitch of what the block completed.
-        status.run(Step::ContentFeatures, || {
-            self.content.frames(&self.audio_16k, controls.context_frames, &mut self.frames)
-        });
+        // 2. Content features and pitch of what the block completed; none for a silent block.
+        let silent = is_below(input, controls.silence_db);
+        let mut silence = (0, 0);
         let pitch_wanted = self.synthesizer.is_ready() || self.tap.as_ref().is_some_and(|tap| tap.wants_pitch());
-        status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, pitch_wanted, &mut self.f0));
+        if silent {
+            silence = self.content.skip(&self.audio_16k, &mut self.frames);
+            self.pitch.skip(&self.audio_16k, &mut self.f0);
+        } else {
+            status.run(Step::ContentFeatures, || {
+                self.content.frames(&self.audio_16k, controls.context_frames, &mut self.frames)
+            });
+            status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, pitch_wanted, &mut self.f0));
+        }
         // 3. The features pulled towards the index's voice.
         status.run(Step::IndexBlend, || self.index_blend.apply(&self.frames, controls.index_ratio, &mut self.blended));
         if let Some(tap) = &mut self.tap {
@@ -274,7 +288,8 @@ impl VoiceStage {
         // 4. The voice, at the synthesizer's rate; 5. back at the host's.
         let mut voiced = false;
         status.run(Step::Synthesizer, || {
-            self.synthesizer.render(&self.blended, &self.frames, &self.f0, &self.audio_16k, controls, &mut self.voice)
+            let (blended, plain, audio) = (&self.blended, &self.frames, &self.audio_16k);
+            self.synthesizer.render(blended, plain, silence, &self.f0, audio, controls, &mut self.voice)
         });
         status.run(Step::ToHostRate, || {
             voiced = self.to_host_rate.convert(&self.voice, output)?;
@@ -356,6 +371,15 @@ impl Stage for VoiceStage {
     fn lag_advice(&self) -> &'static str {
         "a longer Block Size, a shorter Context or RVC_STAGE_MODEL_PRECISION=int8 lighten it; a 32 or 40 kHz synthesizer is lighter than a 48 kHz one"
     }
+}
+
+/// Whether `block` is quieter than `threshold_db` (dB RMS, full scale 0 dB), with the gate on.
+fn is_below(block: &[f32], threshold_db: f32) -> bool {
+    if threshold_db <= SILENCE_OFF_DB || block.is_empty() {
+        return false;
+    }
+    let power = block.iter().map(|x| x * x).sum::<f32>() / block.len() as f32;
+    10.0 * power.max(1e-20).log10() < threshold_db
 }
 
 /// Keeps every blended frame of the stream since the last reset: the output of

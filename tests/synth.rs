@@ -420,6 +420,43 @@ fn a_synthesizer_swapped_mid_stream_takes_over_without_a_dry_block() {
     assert!(changed > (kept.len() - late) / 2, "the new voice is not in use ({changed} samples changed)");
 }
 
+#[test]
+fn below_the_silence_threshold_no_model_runs_and_silence_comes_out() {
+    use rvc_stage::engine::Stage;
+    let rate = 48_000.0;
+    let mut input = vowel(rate, 150.0, 1.0, 0.0);
+    let silence_from = input.len();
+    input.extend(common::noise(9, 2 * 48_000, 1e-4)); // -86 dB
+    input.extend(vowel(rate, 150.0, 1.0, 0.0));
+    let runs = |threshold: f32| {
+        let voice = demo_voice();
+        let files = VoiceFiles::new(voice.content.reader(), voice.index.reader()).with_synth(voice.synth.reader());
+        let mut stage = VoiceStage::new(files, rate, BLOCK);
+        let mut synth = voice.synth.reader();
+        synth.refresh();
+        let runs = || synth.get().unwrap().lock().unwrap().runs();
+        let controls = VoiceControls { silence_db: threshold, ..VoiceControls::default() };
+        // Blocks wholly silent, once the voiced audio before them has come out.
+        let quiet = (silence_from + stage.latency_samples()) / BLOCK + 1..(silence_from + 2 * 48_000) / BLOCK;
+        let (mut counted, mut output) = (0, vec![0.0; BLOCK]);
+        let mut quiet_output = Vec::new();
+        for (i, block) in input.chunks_exact(BLOCK).enumerate() {
+            let before = runs();
+            let _ = stage.process(block, &controls, &mut output);
+            if quiet.contains(&i) {
+                counted += runs() - before;
+                quiet_output.extend_from_slice(&output);
+            }
+        }
+        (counted, quiet_output.iter().fold(0f32, |m, x| m.max(x.abs())))
+    };
+    let (gated_runs, gated_peak) = runs(-40.0);
+    let (open_runs, _) = runs(rvc_stage::voice::SILENCE_OFF_DB);
+    assert_eq!(gated_runs, 0, "the synthesizer ran on silent blocks");
+    assert!(open_runs > 10, "without the gate the synthesizer runs on every block ({open_runs} runs)");
+    assert_eq!(gated_peak, 0.0, "silent blocks put out sound");
+}
+
 const BLOCK: usize = 4800;
 
 /// `input` (48 kHz) through the voice stage block by block with the demo voice, replaced by

@@ -13,7 +13,7 @@ use crate::features::{model_slot, prefer_runtime_from_state, ContentModel, Model
 use crate::pitch::{pitch_model_slot, PitchModelSlot, RmvpeModel};
 use crate::retrieval::IndexSlot;
 use crate::synth::{synth_slot, SynthModel, SynthSlot};
-use crate::voice::{VoiceControls, CONTEXT_FRAMES_MAX};
+use crate::voice::{VoiceControls, CONTEXT_FRAMES_MAX, SILENCE_OFF_DB};
 
 /// One content-feature frame (50 per second).
 const CONTENT_FRAME_MS: i32 = 20;
@@ -82,6 +82,10 @@ pub struct RvcStageParams {
     /// The synthesizer's speaker, for models trained on several voices.
     #[id = "speaker"]
     pub speaker: IntParam,
+    /// Worker blocks quieter than this skip all inference (saving the CPU) and put out
+    /// silence, faded. −60 dB turns it off.
+    #[id = "silence"]
+    pub silence_threshold: FloatParam,
     /// The feature index (`.index` file), saved with the project. Restoring a state loads it
     /// in the background; the previous index stays in use until the new one is ready.
     #[persist = "index-path"]
@@ -226,6 +230,20 @@ impl Default for RvcStageParams {
                 .with_step_size(0.01)
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
             speaker: IntParam::new("Speaker", voice.speaker as i32, IntRange::Linear { min: 0, max: 255 }),
+            silence_threshold: FloatParam::new(
+                "Silence Threshold",
+                voice.silence_db,
+                FloatRange::Linear { min: SILENCE_OFF_DB, max: 0.0 },
+            )
+            .with_unit(" dB")
+            .with_step_size(1.0)
+            .with_value_to_string(Arc::new(|db| {
+                if db <= SILENCE_OFF_DB {
+                    "off".into()
+                } else {
+                    format!("{db:.0}")
+                }
+            })),
             index: SlotFile(Arc::new(IndexSlot::default())),
             hubert: SlotFile(hubert.clone()),
             pitch_model: SlotFile(pitch_model.clone()),

@@ -104,6 +104,7 @@ pub struct SynthModel {
     output: String,
     info: SynthInfo,
     half_scratch: Vec<f16>,
+    runs: u64,
 }
 
 impl SynthModel {
@@ -134,6 +135,7 @@ impl SynthModel {
             inputs,
             output,
             half_scratch: Vec::new(),
+            runs: 0,
         };
         model.probe(declared_dim.is_none(), metadata_rate).map_err(contract_error)?;
         Ok(model)
@@ -141,6 +143,11 @@ impl SynthModel {
 
     pub fn info(&self) -> &SynthInfo {
         &self.info
+    }
+
+    /// Times the model has run since it was loaded (the probe included).
+    pub fn runs(&self) -> u64 {
+        self.runs
     }
 
     /// Prior-noise channels per frame the caller passes ([`SynthInput::noise`]); 0 when the
@@ -223,6 +230,7 @@ impl SynthModel {
         if self.inputs.seed {
             add(&mut values, NOISE_SEED_INPUT, TensorRef::from_array_view(([1], &seed[..])).map_err(run_error)?.into());
         }
+        self.runs += 1;
         let outputs = self.session.run(values).map_err(run_error)?;
         let (_, samples) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
         audio.clear();

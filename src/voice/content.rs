@@ -87,6 +87,19 @@ impl ContentFeatures {
         computed
     }
 
+    /// The frames `audio` completed, skipped without running the model (a silent block): none
+    /// are computed, and the next block starts a fresh context. Returns the first skipped
+    /// frame and the count.
+    pub fn skip(&mut self, audio: &Audio16k, out: &mut Frames) -> (u64, u64) {
+        out.clear(self.produced);
+        let complete = (frames_for(audio.end() as usize) as u64).max(self.produced);
+        let skipped = (self.produced, complete - self.produced);
+        self.produced = complete;
+        self.conv.clear();
+        self.conv_start = complete;
+        skipped
+    }
+
     /// Runs the model for the frames up to `complete`.
     fn compute(&mut self, audio: &Audio16k, complete: u64, out: &mut Frames) -> Result<(), String> {
         let model = self.model.get().expect("checked by the caller");

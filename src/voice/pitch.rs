@@ -49,6 +49,9 @@ pub struct Pitch {
     tracker: PitchTracker,
     /// The next frame to analyse.
     next: u64,
+    /// The first frame the built-in estimator analysed since it last started afresh (its first
+    /// decision is for this frame).
+    tracker_start: u64,
     /// Whether the last block was tracked (nothing is computed while nobody reads f0).
     active: bool,
     window: Vec<f32>,
@@ -62,6 +65,7 @@ impl Pitch {
             model_f0: Vec::new(),
             tracker: PitchTracker::new(),
             next: 0,
+            tracker_start: 0,
             active: false,
             window: vec![0.0; TRACKER_FRAME],
         }
@@ -93,6 +97,7 @@ impl Pitch {
                 0 => 0,
                 start => (start + WINDOW_BEFORE as u64).div_ceil(PITCH_HOP as u64),
             };
+            self.tracker_start = self.next;
         }
         (self.active, self.using_model) = (wanted, use_model);
         out.f0.clear();
@@ -106,7 +111,7 @@ impl Pitch {
             transpose(&mut out.f0, semitones);
             return decided;
         }
-        out.first = self.next.saturating_sub(LOOKAHEAD as u64);
+        out.first = self.next.saturating_sub(LOOKAHEAD as u64).max(self.tracker_start);
         while self.window_start(self.next) + TRACKER_FRAME as i64 <= audio.end() as i64 {
             self.fill_window(audio);
             if let Some(f0) = self.tracker.push(&self.window) {
@@ -116,6 +121,26 @@ impl Pitch {
         }
         transpose(&mut out.f0, semitones);
         Ok(())
+    }
+
+    /// Decides the frames `audio` completed as unvoiced without analysing them (a silent block);
+    /// tracking starts afresh after them.
+    pub fn skip(&mut self, audio: &Audio16k, out: &mut PitchFrames) {
+        out.first = self.next;
+        out.f0.clear();
+        if !self.active {
+            return;
+        }
+        let decidable = if self.using_model {
+            (audio.end() / PITCH_HOP as u64).saturating_sub(EDGE - 1)
+        } else {
+            ((audio.end() as i64 + WINDOW_BEFORE as i64 - TRACKER_FRAME as i64) / PITCH_HOP as i64 + 1).max(0) as u64
+        };
+        let until = decidable.max(self.next);
+        out.f0.resize((until - self.next) as usize, 0.0);
+        self.next = until;
+        self.tracker.reset();
+        self.tracker_start = until;
     }
 
     /// Runs the model over the frames from `next - EDGE` to the audio's end and keeps those
@@ -170,6 +195,7 @@ impl Pitch {
     pub fn reset(&mut self) {
         self.tracker.reset();
         self.next = 0;
+        self.tracker_start = 0;
         self.active = false;
     }
 }

@@ -86,42 +86,61 @@ impl<T: Copy> Track<T> {
     }
 }
 
-/// Content frames (50 per second) of one kind, as rows.
+/// Content frames (50 per second) of one kind, as rows, and which of them were silent (skipped
+/// by the silence threshold: zero rows).
 #[derive(Debug, Default)]
 struct ContentTrack {
     dim: usize,
-    frames: Track<usize>,
+    silent: Track<bool>,
     rows: VecDeque<f32>,
 }
 
 impl ContentTrack {
     fn push(&mut self, frames: &Frames) {
-        if frames.count() == 0 {
-            return;
+        if frames.count() > 0 {
+            self.start_at(frames.first(), frames.dim());
+            self.silent.values.extend(std::iter::repeat_n(false, frames.count()));
+            self.rows.extend(frames.values());
         }
-        if frames.dim() != self.dim || frames.first() != self.frames.end() {
-            (self.dim, self.frames.values, self.rows) = (frames.dim(), VecDeque::new(), VecDeque::new());
-            self.frames.first = frames.first();
+    }
+
+    /// `count` silent frames from content frame `first` on.
+    fn push_silence(&mut self, first: u64, count: u64) {
+        if count > 0 {
+            self.start_at(first, self.dim);
+            self.silent.values.extend(std::iter::repeat_n(true, count as usize));
+            self.rows.resize(self.rows.len() + count as usize * self.dim, 0.0);
         }
-        self.frames.values.extend(0..frames.count());
-        self.rows.extend(frames.values());
+    }
+
+    /// Continues at frame `first`, or starts over there (a gap, another width).
+    fn start_at(&mut self, first: u64, dim: usize) {
+        if dim != self.dim || first != self.silent.end() {
+            (self.dim, self.silent.values, self.rows) = (dim, VecDeque::new(), VecDeque::new());
+            self.silent.first = first;
+        }
     }
 
     /// 100 fps frames decided: two per content frame.
     fn end_synth_frame(&self) -> u64 {
-        2 * self.frames.end()
+        2 * self.silent.end()
+    }
+
+    /// Whether 100 fps frame `frame` is silent (frames not held are not).
+    fn is_silent(&self, frame: u64) -> bool {
+        self.silent.get(frame / 2).unwrap_or(false)
     }
 
     fn row(&self, frame: u64) -> Option<impl Iterator<Item = f32> + '_> {
-        let index = frame.checked_sub(self.frames.first).filter(|&i| i < self.frames.values.len() as u64)? as usize;
+        let index = frame.checked_sub(self.silent.first).filter(|&i| i < self.silent.values.len() as u64)? as usize;
         Some(self.rows.range(index * self.dim..(index + 1) * self.dim).copied())
     }
 
     fn forget_before(&mut self, content_frame: u64) {
-        let drop = (content_frame.saturating_sub(self.frames.first) as usize).min(self.frames.values.len());
-        self.frames.values.drain(..drop);
+        let drop = (content_frame.saturating_sub(self.silent.first) as usize).min(self.silent.values.len());
+        self.silent.values.drain(..drop);
         self.rows.drain(..drop * self.dim);
-        self.frames.first += drop as u64;
+        self.silent.first += drop as u64;
     }
 }
 
@@ -199,10 +218,12 @@ impl Synthesizer {
 
     /// Renders what this block decided into `voice`. Without a model, frames pass unrendered
     /// and `voice` stays empty at rate 0.
+    #[allow(clippy::too_many_arguments)] // the step's inputs, each from another step
     pub fn render(
         &mut self,
         blended: &Frames,
         plain: &Frames,
+        silence: (u64, u64),
         pitch: &PitchFrames,
         audio: &Audio16k,
         controls: &VoiceControls,
@@ -210,6 +231,8 @@ impl Synthesizer {
     ) -> Result<(), String> {
         self.blended.push(blended);
         self.plain.push(plain);
+        self.blended.push_silence(silence.0, silence.1);
+        self.plain.push_silence(silence.0, silence.1);
         self.f0.extend(pitch.first(), pitch.f0().iter().copied());
         voice.samples.clear();
         voice.starts = false;
@@ -248,10 +271,17 @@ impl Synthesizer {
     ) -> Result<(), String> {
         let piece_start = self.next as i64 - SOLA_FRAMES as i64;
         let from = (piece_start - CONTEXT as i64).max(0) as u64;
+        let upp = self.info.as_ref().map_or(0, |info| info.rate as usize / 100);
+        if (piece_start.max(0) as u64..target).all(|frame| self.blended.is_silent(frame)) {
+            // Below the silence threshold: no model run, the voice fades out into silence.
+            self.window.piece.clear();
+            self.window.piece.resize((target as i64 - piece_start) as usize * upp, 0.0);
+            self.stitch(target, upp, voice);
+            return Ok(());
+        }
         self.fill_window(from, decided, controls);
         let model = self.model.as_ref().and_then(|m| m.get()).ok_or("no synthesizer")?;
         let mut model = model.lock().unwrap_or_else(|e| e.into_inner());
-        let upp = model.frame_samples();
         self.noise.window(from, decided, model.noise_channels(), &mut self.window.noise);
         let w = &mut self.window;
         let input = SynthInput {
@@ -273,13 +303,19 @@ impl Synthesizer {
         if controls.rms_mix < 1.0 {
             follow_input_loudness(&mut w.piece, piece_start, upp, audio, controls.rms_mix);
         }
+        silence_gated_frames(&mut w.piece, piece_start, upp, |frame| self.blended.is_silent(frame));
+        self.stitch(target, upp, voice);
+        Ok(())
+    }
+
+    /// Stitches the piece in `window.piece` onto the voice, emitting the frames up to `target`.
+    fn stitch(&mut self, target: u64, upp: usize, voice: &mut ModelAudio) {
         if std::mem::take(&mut self.starting) {
             self.sola.reset();
             (voice.starts, voice.first_frame) = (true, self.next);
         }
         let emit = (target - self.next) as usize * upp;
-        self.sola.stitch(&w.piece, emit, &mut voice.samples);
-        Ok(())
+        self.sola.stitch(&self.window.piece, emit, &mut voice.samples);
     }
 
     /// The model's inputs for frames `from .. to`: features (Protect applied), f0 and coarse
@@ -362,6 +398,23 @@ fn follow_input_loudness(piece: &mut [f32], first_frame: i64, upp: usize, audio:
         let next = (k + 1).min(frames - 1);
         let t = (position - k as f32).clamp(0.0, 1.0);
         *x *= gains[k] * (1.0 - t) + gains[next] * t;
+    }
+}
+
+/// Silences the frames of a piece (its first sample at frame `first_frame`) that the silence
+/// threshold skipped, ramping over one frame at each edge.
+fn silence_gated_frames(piece: &mut [f32], first_frame: i64, upp: usize, is_silent: impl Fn(u64) -> bool) {
+    let frames = piece.len() / upp;
+    let open: Vec<f32> =
+        (0..frames).map(|k| if is_silent((first_frame + k as i64).max(0) as u64) { 0.0 } else { 1.0 }).collect();
+    if open.iter().all(|&g| g == 1.0) {
+        return;
+    }
+    for (k, frame) in piece.chunks_exact_mut(upp).enumerate() {
+        let (from, to) = (open[k.saturating_sub(1)].min(open[k]), open[k]);
+        for (i, x) in frame.iter_mut().enumerate() {
+            *x *= from + (to - from) * i as f32 / upp as f32;
+        }
     }
 }
 

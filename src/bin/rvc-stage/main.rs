@@ -14,7 +14,7 @@ use rvc_stage::features::{model_slot, ModelOptions};
 use rvc_stage::pitch::pitch_model_slot;
 use rvc_stage::retrieval::IndexSlot;
 use rvc_stage::synth::synth_slot;
-use rvc_stage::voice::{VoiceControls, VoiceFiles, VoiceStage, CONTEXT_FRAMES_MAX};
+use rvc_stage::voice::{VoiceControls, VoiceFiles, VoiceStage, CONTEXT_FRAMES_MAX, SILENCE_OFF_DB};
 
 mod features;
 mod index;
@@ -162,6 +162,10 @@ struct RenderArgs {
     /// The synthesizer's speaker id.
     #[arg(long, default_value_t = 0)]
     speaker: i64,
+    /// Blocks quieter than this (dB) skip all inference and put out silence, as the plugin's
+    /// Silence Threshold; -60 = off.
+    #[arg(long, default_value_t = SILENCE_OFF_DB, allow_hyphen_values = true)]
+    silence_db: f32,
 }
 
 /// The plugin's default Context, in milliseconds.
@@ -222,6 +226,7 @@ fn render(args: &RenderArgs) -> Result<()> {
     ensure!((-24.0..=24.0).contains(&args.transpose), "--transpose must be within -24-24, got {}", args.transpose);
     ensure!((0.0..=0.5).contains(&args.protect), "--protect must be within 0-0.5, got {}", args.protect);
     ensure!((0.0..=1.0).contains(&args.rms_mix), "--rms-mix must be within 0-1, got {}", args.rms_mix);
+    ensure!((-60.0..=0.0).contains(&args.silence_db), "--silence-db must be within -60-0, got {}", args.silence_db);
     let (spec, mut channels) = read_wav(&args.input)?;
     let frames = channels[0].len();
     let config = EngineConfig {
@@ -254,6 +259,7 @@ fn render(args: &RenderArgs) -> Result<()> {
             protect: args.protect,
             rms_mix: args.rms_mix,
             speaker: args.speaker,
+            silence_db: args.silence_db,
         },
     };
 
