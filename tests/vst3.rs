@@ -172,7 +172,7 @@ fn processes_with_exactly_the_reported_latency() {
     unsafe { assert_eq!(component.initialize(std::ptr::null_mut()), kResultOk) };
     for (sample_rate, block, offline) in [(44_100.0, 512, true), (96_000.0, 64, true), (45_678.901, 1024, false)] {
         let at = 777;
-        let mut impulse = vec![0.0f32; 40_000];
+        let mut impulse = vec![0.0f32; 80_000];
         impulse[at] = 1.0;
         let (output, latency) = process(&component, sample_rate, block, offline, &[impulse.clone(), impulse]);
         common::assert_clean(&output);

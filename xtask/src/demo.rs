@@ -51,7 +51,7 @@ pub fn run() -> Result<()> {
     let ms = |samples: usize| samples as f64 * 1000.0 / SAMPLE_RATE;
     println!();
     println!("RVC Stage demo — {SECONDS} s of audio rendered offline through {}", bundle.display());
-    println!("  stages               features + retrieval (no model in this state: audio passes through; no synthesizer yet)");
+    println!("  stages               all (no files in this state: the voice passes through unconverted)");
     println!("  instantiate          {:.2} ms", instantiate.as_secs_f64() * 1000.0);
     println!(
         "  reported latency     {reported} samples ({:.1} ms at {SAMPLE_RATE} Hz, 100 ms blocks, 512-frame buffers)",
@@ -63,11 +63,100 @@ pub fn run() -> Result<()> {
     println!("  files                {}/{{input,output}}.wav", out_dir.display());
     ensure!(measured == reported, "measured latency {measured} differs from the reported {reported}");
     ensure!(max_error == 0.0, "the pass-through changed the audio");
-    feature_stage(&out_dir)
+    let cli = feature_stage(&out_dir)?;
+    conversion(&out_dir, &cli)
+}
+
+/// Transposition the demo converts with, in semitones.
+const DEMO_TRANSPOSE: i32 = 7;
+
+/// Real speech (or, where it cannot be fetched, the generated voice) converted with the demo
+/// voice at +7 semitones by the very worker path the plugin runs (`rvc-stage convert`); both
+/// f0 tracks plotted over their spectrograms, and the measured f0 ratio.
+fn conversion(out_dir: &Path, cli: &Path) -> Result<()> {
+    let speech = out_dir.join("speech.wav");
+    let source = match crate::speech::recording() {
+        Ok((samples, rate, name)) => {
+            write_wav(&speech, &[upsample(&samples, rate)])?;
+            name
+        }
+        Err(why) => {
+            println!("(no recorded speech: {why:#}; converting the generated voice instead)");
+            write_wav(&speech, &[test_voice((4.0 * SAMPLE_RATE) as usize, 0.8)])?;
+            "the generated test voice".to_string()
+        }
+    };
+    let fixture = |name: &str| crate::workspace_root().join("tests/fixtures/models").join(name);
+    let path = |name: &str| out_dir.join(name).to_string_lossy().into_owned();
+    let (hubert, voice) = (fixture("hubert-tiny-768.onnx"), fixture("demo-voice-768.onnx"));
+    let transpose = DEMO_TRANSPOSE.to_string();
+    let steps: [Vec<String>; 3] = [
+        vec![
+            "convert".into(),
+            path("speech.wav"),
+            "-o".into(),
+            path("converted.wav"),
+            "--hubert".into(),
+            hubert.to_string_lossy().into_owned(),
+            "--synth".into(),
+            voice.to_string_lossy().into_owned(),
+            "--transpose".into(),
+            transpose,
+        ],
+        vec!["pitch".into(), path("speech.wav"), "-o".into(), path("speech-f0.csv"), "--plot".into(), path("speech-f0.png")],
+        vec![
+            "pitch".into(),
+            path("converted.wav"),
+            "-o".into(),
+            path("converted-f0.csv"),
+            "--plot".into(),
+            path("converted-f0.png"),
+        ],
+    ];
+    println!();
+    println!("Voice conversion: {source}, through the demo voice (a stand-in synthesizer, not a trained model) at +{DEMO_TRANSPOSE} semitones:");
+    for args in &steps {
+        println!("$ rvc-stage {}", args.join(" "));
+        let status = std::process::Command::new(cli).args(args).status()?;
+        ensure!(status.success(), "rvc-stage {} failed", args.join(" "));
+    }
+    let (before, after) = (read_f0(&out_dir.join("speech-f0.csv"))?, read_f0(&out_dir.join("converted-f0.csv"))?);
+    let mut ratios: Vec<f64> =
+        before.iter().zip(&after).filter(|(a, b)| **a > 0.0 && **b > 0.0).map(|(a, b)| b / a).collect();
+    ensure!(ratios.len() > 50, "too few frames voiced in both the speech and the conversion ({})", ratios.len());
+    ratios.sort_by(f64::total_cmp);
+    let expected = 2f64.powf(f64::from(DEMO_TRANSPOSE) / 12.0);
+    println!(
+        "  median output/input f0 ratio {:.4} over {} frames voiced in both (expected 2^(7/12) = {expected:.4})",
+        ratios[ratios.len() / 2],
+        ratios.len()
+    );
+    println!("  files                {}/{{speech,converted}}.wav, {{speech,converted}}-f0.png", out_dir.display());
+    Ok(())
+}
+
+/// The f0 column of a `rvc-stage pitch` CSV.
+fn read_f0(path: &Path) -> Result<Vec<f64>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines().skip(1).map(|line| Ok(line.split(',').nth(1).unwrap_or("0").parse()?)).collect()
+}
+
+/// `samples` at `rate` taken to the demo's rate by linear interpolation (speech for a demo).
+fn upsample(samples: &[f32], rate: u32) -> Vec<f32> {
+    let step = f64::from(rate) / SAMPLE_RATE;
+    (0..(samples.len() as f64 / step) as usize)
+        .map(|n| {
+            let t = n as f64 * step;
+            let i = t as usize;
+            let (a, b) = (samples[i], samples[(i + 1).min(samples.len() - 1)]);
+            a + (b - a) * (t - i as f64) as f32
+        })
+        .collect()
 }
 
 /// Content features of the demo voice, blended with an index of another voice, plotted.
-fn feature_stage(out_dir: &Path) -> Result<()> {
+/// Returns the release CLI it built.
+fn feature_stage(out_dir: &Path) -> Result<std::path::PathBuf> {
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--quiet", "--release", "--bin", "rvc-stage"])
         .current_dir(crate::workspace_root())
@@ -104,7 +193,7 @@ fn feature_stage(out_dir: &Path) -> Result<()> {
         let status = std::process::Command::new(&cli).args(args).status()?;
         ensure!(status.success(), "rvc-stage {} failed", args.join(" "));
     }
-    Ok(())
+    Ok(cli)
 }
 
 /// A voice-like signal: a glottal-ish harmonic series on a gliding pitch (scaled by `pitch`)

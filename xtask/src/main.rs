@@ -7,6 +7,7 @@
 mod clap_host;
 mod demo;
 mod setup;
+mod speech;
 
 use std::path::PathBuf;
 use std::process::Command;

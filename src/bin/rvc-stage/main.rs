@@ -270,6 +270,13 @@ fn render(args: &RenderArgs) -> Result<()> {
         anyhow::bail!("{error}");
     }
     write_wav(&args.output, spec.sample_rate, &channels)?;
+    let steps: Vec<String> = status
+        .snapshot()
+        .iter()
+        .filter(|step| step.times.blocks > 0)
+        .map(|step| format!("{} {:.2}", step.step.name(), step.times.mean().as_secs_f64() * 1000.0))
+        .collect();
+    println!("worker ms per {} ms block: {}", args.block_ms, steps.join(", "));
     println!(
         "rendered {:.2} s at {} Hz, {} channel(s); engine latency {latency} samples ({:.1} ms), compensated; {} under-runs",
         frames as f64 / f64::from(spec.sample_rate),
