@@ -85,6 +85,7 @@ impl RvcStage {
                 rms_mix: self.params.rms_mix.value(),
                 speaker: i64::from(self.params.speaker.value()),
                 silence_db: self.params.silence_threshold.value(),
+                formant: self.params.formant.value(),
             },
         }
     }
@@ -208,12 +209,14 @@ impl ClapPlugin for RvcStage {
     const CLAP_SUPPORT_URL: Option<&'static str> = None;
     // What it does today: it passes the voice through while computing its features. The pitch
     // shifter category comes back with the synthesizer.
-    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Custom("rvc-stage:voice")];
+    const CLAP_FEATURES: &'static [ClapFeature] =
+        &[ClapFeature::AudioEffect, ClapFeature::PitchShifter, ClapFeature::Custom("rvc-stage:voice")];
 }
 
 impl Vst3Plugin for RvcStage {
     const VST3_CLASS_ID: [u8; 16] = *b"RvcStageVoiceCnv";
-    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Custom("Voice")];
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Fx, Vst3SubCategory::PitchShift, Vst3SubCategory::Custom("Voice")];
 }
 
 nice_export_clap!(RvcStage);

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 
 pub use content::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
 pub use pitch::{PitchFrames, PITCH_HOP};
-pub use synthesizer::{CONTEXT as SYNTH_CONTEXT, LOOKAHEAD as SYNTH_LOOKAHEAD};
 pub use status::{Step, StepStatus, StepTimes, VoiceStatus};
+pub use synthesizer::{CONTEXT as SYNTH_CONTEXT, LOOKAHEAD as SYNTH_LOOKAHEAD};
 pub use to_model_rate::Audio16k;
 
 use crate::engine::{BlockFailed, FileWait, Stage};
@@ -66,6 +66,8 @@ pub struct VoiceControls {
     pub rms_mix: f32,
     /// The synthesizer's speaker id.
     pub speaker: i64,
+    /// RVC's formant shift in semitones (−2 ..= 2): moves the voice's formants, not its pitch.
+    pub formant: f32,
     /// Blocks quieter than this (dB RMS) skip all inference and put out silence (RVC's
     /// threshold); at [`SILENCE_OFF_DB`] or below, off.
     pub silence_db: f32,
@@ -84,6 +86,7 @@ impl Default for VoiceControls {
             protect: 0.33,
             rms_mix: 0.25,
             speaker: 0,
+            formant: 0.0,
             silence_db: SILENCE_OFF_DB,
         }
     }
@@ -277,7 +280,8 @@ impl VoiceStage {
             status.run(Step::ContentFeatures, || {
                 self.content.frames(&self.audio_16k, controls.context_frames, &mut self.frames)
             });
-            status.run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, pitch_wanted, &mut self.f0));
+            status
+                .run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, pitch_wanted, &mut self.f0));
         }
         // 3. The features pulled towards the index's voice.
         status.run(Step::IndexBlend, || self.index_blend.apply(&self.frames, controls.index_ratio, &mut self.blended));
@@ -324,8 +328,10 @@ impl VoiceStage {
 
     /// Keeps only the 16 kHz audio a step still needs.
     fn forget_unneeded_audio(&mut self) {
-        let needed =
-            [self.content.keep_from(), self.pitch.keep_from(), self.synthesizer.keep_from()].into_iter().flatten().min();
+        let needed = [self.content.keep_from(), self.pitch.keep_from(), self.synthesizer.keep_from()]
+            .into_iter()
+            .flatten()
+            .min();
         self.audio_16k.trim_before(needed.unwrap_or(self.audio_16k.end()));
     }
 }

@@ -232,6 +232,16 @@ fn the_pitch_command_writes_the_track_transposes_and_plots() {
     }
     let (ok, text) = common::rvc_stage_cli(&[&"pitch", &wav, &"-o", &shifted, &"--transpose", &"30"]);
     assert!(!ok && text.contains("--transpose must be within -24…24 semitones"), "{text}");
+    // An RMVPE model instead of the built-in estimator: its (random-weight) track, same grid.
+    let modelled = dir.join("rmvpe.csv");
+    let (ok, text) =
+        common::rvc_stage_cli(&[&"pitch", &wav, &"-o", &modelled, &"--pitch-model", &rmvpe_model("wokada")]);
+    assert!(ok, "{text}");
+    let by_model = read(&modelled);
+    assert_eq!(by_model.len(), rows.len());
+    assert!(by_model.iter().zip(&rows).filter(|(a, b)| a.0 != b.0).count() > 50, "the model's track is not used");
+    let (ok, text) = common::rvc_stage_cli(&[&"pitch", &wav, &"-o", &modelled, &"--pitch-model", &wav]);
+    assert!(!ok && text.contains("is not a model ONNX Runtime can load"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

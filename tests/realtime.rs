@@ -154,7 +154,11 @@ fn render_with_files(model: &std::path::Path, index: &std::path::Path) {
         if offline {
             let converted = &render.output[0][latency..];
             let moved = converted.iter().zip(&input[0]).filter(|(out, dry)| (*out - *dry).abs() > 1e-3).count();
-            assert!(moved > converted.len() / 2, "only {moved} of {} samples differ from the dry input", converted.len());
+            assert!(
+                moved > converted.len() / 2,
+                "only {moved} of {} samples differ from the dry input",
+                converted.len()
+            );
         }
     }
 }

@@ -10,12 +10,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use npyz::WriterBuilder;
 use rvc_stage::engine::slot::{Slot, SlotStatus};
 use rvc_stage::engine::{Controls, Engine, EngineConfig, RenderMode};
 use rvc_stage::features::{model_slot, ModelOptions};
 use rvc_stage::retrieval::IndexSlot;
 use rvc_stage::synth::{synth_slot, Sola, SynthInput, SynthModel, SynthSlot, NOISE_SCALE};
-use npyz::WriterBuilder;
 use rvc_stage::voice::{VoiceControls, VoiceFiles, VoiceStage};
 
 fn fixture(name: &str) -> PathBuf {
@@ -60,7 +60,11 @@ fn both_exports_are_recognised_with_rate_width_and_speakers() {
     for (name, export, dim, uses_pitch, speakers, half) in cases {
         let model = load_model(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         let info = model.info();
-        assert_eq!((info.export, info.dim, info.uses_pitch, info.half_features), (export, dim, uses_pitch, half), "{name}");
+        assert_eq!(
+            (info.export, info.dim, info.uses_pitch, info.half_features),
+            (export, dim, uses_pitch, half),
+            "{name}"
+        );
         if speakers.is_some() {
             assert_eq!(info.speakers, speakers, "{name}");
         }
@@ -219,7 +223,8 @@ struct Voice {
 
 fn demo_voice() -> Voice {
     let runtime = runtime().map(|p| p.to_string_lossy().into_owned());
-    let content = loaded(model_slot(Arc::new(RwLock::new(runtime)), ModelOptions::default()), &fixture("hubert-tiny-768.onnx"));
+    let content =
+        loaded(model_slot(Arc::new(RwLock::new(runtime)), ModelOptions::default()), &fixture("hubert-tiny-768.onnx"));
     Voice { content, index: IndexSlot::default(), synth: synth_with("demo-voice-768.onnx") }
 }
 
@@ -227,7 +232,13 @@ fn demo_voice() -> Voice {
 /// reported latency removed, and that latency.
 fn convert(voice: &Voice, input: &[f32], rate: f64, call: usize, controls: VoiceControls) -> (Vec<f32>, usize) {
     let files = VoiceFiles::new(voice.content.reader(), voice.index.reader()).with_synth(voice.synth.reader());
-    let config = EngineConfig { sample_rate: rate, max_buffer: call, channels: 1, mode: RenderMode::Offline, ..EngineConfig::default() };
+    let config = EngineConfig {
+        sample_rate: rate,
+        max_buffer: call,
+        channels: 1,
+        mode: RenderMode::Offline,
+        ..EngineConfig::default()
+    };
     let stage = VoiceStage::new(files, rate, config.block_samples());
     let status = stage.status();
     let mut engine = Engine::start(config, stage).unwrap();
@@ -289,6 +300,46 @@ fn transposing_by_an_octave_doubles_the_output_pitch() {
     let (base, up) = (median_f0(&plain[9600..], rate), median_f0(&octave[9600..], rate));
     assert!((base / 150.0 - 1.0).abs() < 0.01, "untransposed output at {base} Hz for a 150 Hz input");
     assert!((up / base / 2.0 - 1.0).abs() < 0.01, "+12 gave {up} Hz against {base} Hz");
+}
+
+#[test]
+fn formant_moves_the_spectrum_and_keeps_the_pitch() {
+    let voice = demo_voice();
+    let rate = 48_000.0;
+    let input = vowel(rate, 150.0, 2.0, 0.2);
+    let render = |formant| {
+        let (out, _) = convert(&voice, &input, rate, 512, VoiceControls { formant, ..VoiceControls::default() });
+        let steady = &out[(0.5 * rate) as usize..(2.0 * rate) as usize];
+        (median_f0(steady, rate), spectral_centroid(steady, rate))
+    };
+    let ((f0, centroid), (f0_up, centroid_up), (f0_down, centroid_down)) = (render(0.0), render(2.0), render(-2.0));
+    for shifted in [f0_up, f0_down] {
+        assert!((shifted / f0 - 1.0).abs() < 0.01, "the pitch moved: {shifted} Hz against {f0} Hz");
+    }
+    assert!(centroid_up > centroid * 1.05, "+2 semitones: centroid {centroid_up} Hz against {centroid} Hz");
+    assert!(centroid_down < centroid / 1.05, "-2 semitones: centroid {centroid_down} Hz against {centroid} Hz");
+}
+
+/// The magnitude-weighted mean frequency of `audio` (2048-point frames, Hann window).
+fn spectral_centroid(audio: &[f32], rate: f64) -> f64 {
+    let mut planner = realfft::RealFftPlanner::<f32>::new();
+    let fft = planner.plan_fft_forward(2048);
+    let mut spectrum = fft.make_output_vec();
+    let (mut weighted, mut total) = (0.0f64, 0.0f64);
+    for frame in audio.chunks_exact(2048) {
+        let mut windowed: Vec<f32> = frame
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x * (std::f32::consts::PI * i as f32 / 2048.0).sin().powi(2))
+            .collect();
+        fft.process(&mut windowed, &mut spectrum).unwrap();
+        for (k, bin) in spectrum.iter().enumerate() {
+            let magnitude = f64::from(bin.norm());
+            weighted += magnitude * k as f64 * rate / 2048.0;
+            total += magnitude;
+        }
+    }
+    weighted / total
 }
 
 #[test]
@@ -380,11 +431,18 @@ fn renders_repeat_exactly_whatever_the_host_buffer() {
 #[test]
 fn a_synthesizer_of_another_width_is_reported_and_audio_passes_dry() {
     let runtime = runtime().map(|p| p.to_string_lossy().into_owned());
-    let content = loaded(model_slot(Arc::new(RwLock::new(runtime)), ModelOptions::default()), &fixture("hubert-tiny-256.onnx"));
+    let content =
+        loaded(model_slot(Arc::new(RwLock::new(runtime)), ModelOptions::default()), &fixture("hubert-tiny-256.onnx"));
     let voice = Voice { content, index: IndexSlot::default(), synth: synth_with("synth-tiny-rvc-768.onnx") };
     let files = VoiceFiles::new(voice.content.reader(), voice.index.reader()).with_synth(voice.synth.reader());
     let rate = 48_000.0;
-    let config = EngineConfig { sample_rate: rate, max_buffer: 512, channels: 1, mode: RenderMode::Offline, ..EngineConfig::default() };
+    let config = EngineConfig {
+        sample_rate: rate,
+        max_buffer: 512,
+        channels: 1,
+        mode: RenderMode::Offline,
+        ..EngineConfig::default()
+    };
     let stage = VoiceStage::new(files, rate, config.block_samples());
     let status = stage.status();
     let mut engine = Engine::start(config, stage).unwrap();

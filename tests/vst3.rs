@@ -41,7 +41,7 @@ fn factory_lists_one_audio_effect_with_our_class_id() {
         assert_eq!(factory2.getClassInfo2(0, &mut class), kResultOk);
         assert_eq!(text(&class.name), "RVC Stage");
         assert_eq!(text(&class.category), "Audio Module Class");
-        assert_eq!(text(&class.subCategories), "Fx|Voice", "no pitch shifting yet");
+        assert_eq!(text(&class.subCategories), "Fx|Pitch Shift|Voice");
         let cid: Vec<u8> = class.cid.iter().map(|b| *b as u8).collect();
         assert_eq!(cid, b"RvcStageVoiceCnv");
     }

@@ -79,6 +79,10 @@ pub struct RvcStageParams {
     /// synthesizer's own.
     #[id = "rms_mix"]
     pub rms_mix: FloatParam,
+    /// RVC's formant shift, in semitones: moves the voice's timbre (its formants) up or down
+    /// without changing its pitch.
+    #[id = "formant"]
+    pub formant: FloatParam,
     /// The synthesizer's speaker, for models trained on several voices.
     #[id = "speaker"]
     pub speaker: IntParam,
@@ -228,6 +232,10 @@ impl Default for RvcStageParams {
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
             rms_mix: FloatParam::new("RMS Mix", voice.rms_mix, FloatRange::Linear { min: 0.0, max: 1.0 })
                 .with_step_size(0.01)
+                .with_value_to_string(formatters::v2s_f32_rounded(2)),
+            formant: FloatParam::new("Formant", voice.formant, FloatRange::Linear { min: -2.0, max: 2.0 })
+                .with_unit(" st")
+                .with_step_size(0.05)
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),
             speaker: IntParam::new("Speaker", voice.speaker as i32, IntRange::Linear { min: 0, max: 255 }),
             silence_threshold: FloatParam::new(

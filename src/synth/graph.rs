@@ -68,7 +68,8 @@ pub fn replace_random_normals(model: &[u8]) -> Option<Vec<u8>> {
     for (name, value) in [("hash_a", 12.9898), ("hash_b", 78.233), ("hash_c", 39.3468), ("hash_d", 11.135)] {
         put_len(&mut out, 5, &float_scalar(&format!("rvc_stage_{name}"), value));
     }
-    for (name, value) in [("gain", 43_758.547), ("tiny", 1e-7), ("minus_two", -2.0), ("two_pi", std::f32::consts::TAU)] {
+    for (name, value) in [("gain", 43_758.547), ("tiny", 1e-7), ("minus_two", -2.0), ("two_pi", std::f32::consts::TAU)]
+    {
         put_len(&mut out, 5, &float_scalar(&format!("rvc_stage_{name}"), value));
     }
     put_len(&mut out, 11, &seed_input());
@@ -82,9 +83,10 @@ fn normal_attributes(node: &[u8]) -> (f32, f32) {
         let attribute = &node[field.value.clone()];
         let Some(parts) = fields(attribute) else { continue };
         let name = parts.iter().find(|f| f.number == 1 && f.wire == LEN).map(|f| &attribute[f.value.clone()]);
-        let value = parts.iter().find(|f| f.number == 2 && f.wire == 5).map(|f| {
-            f32::from_le_bytes(attribute[f.value.clone()].try_into().expect("a fixed32 field has 4 bytes"))
-        });
+        let value = parts
+            .iter()
+            .find(|f| f.number == 2 && f.wire == 5)
+            .map(|f| f32::from_le_bytes(attribute[f.value.clone()].try_into().expect("a fixed32 field has 4 bytes")));
         match (name, value) {
             (Some(b"mean"), Some(v)) => mean = v,
             (Some(b"scale"), Some(v)) => scale = v,

@@ -214,10 +214,22 @@ impl SynthModel {
             let view = ([1, frames, dim], input.features);
             add(&mut values, &self.inputs.features, TensorRef::from_array_view(view).map_err(run_error)?.into());
         }
-        add(&mut values, &self.inputs.lengths, TensorRef::from_array_view(([1], &length[..])).map_err(run_error)?.into());
-        add(&mut values, &self.inputs.speaker, TensorRef::from_array_view(([1], &speaker[..])).map_err(run_error)?.into());
+        add(
+            &mut values,
+            &self.inputs.lengths,
+            TensorRef::from_array_view(([1], &length[..])).map_err(run_error)?.into(),
+        );
+        add(
+            &mut values,
+            &self.inputs.speaker,
+            TensorRef::from_array_view(([1], &speaker[..])).map_err(run_error)?.into(),
+        );
         if let Some((coarse, f0)) = &self.inputs.pitch {
-            add(&mut values, coarse, TensorRef::from_array_view(([1, frames], input.coarse)).map_err(run_error)?.into());
+            add(
+                &mut values,
+                coarse,
+                TensorRef::from_array_view(([1, frames], input.coarse)).map_err(run_error)?.into(),
+            );
             add(&mut values, f0, TensorRef::from_array_view(([1, frames], input.f0)).map_err(run_error)?.into());
         }
         if let Some((noise, channels)) = &self.inputs.noise {
@@ -261,20 +273,22 @@ impl SynthModel {
         let mut coarse = Vec::new();
         crate::pitch::coarse_pitch(&f0, &mut coarse);
         let noise = vec![0.0; self.noise_channels() * PROBE_FRAMES];
-        let input =
-            SynthInput { features: &features, coarse: &coarse, f0: &f0, speaker: 0, noise: &noise, seed: 1.0 };
+        let input = SynthInput { features: &features, coarse: &coarse, f0: &f0, speaker: 0, noise: &noise, seed: 1.0 };
         let mut audio = Vec::new();
         self.render(&input, &mut audio).map_err(|e| e.to_string())?;
         Ok(audio)
     }
 
     fn check_probe(&mut self, samples: &[f32], metadata_rate: Option<u32>) -> Result<(), String> {
-        if samples.is_empty() || samples.len() % PROBE_FRAMES != 0 {
+        if samples.is_empty() || !samples.len().is_multiple_of(PROBE_FRAMES) {
             return Err(format!("it gave {} samples for {PROBE_FRAMES} frames of 10 ms", samples.len()));
         }
         let rate = (samples.len() / PROBE_FRAMES * 100) as u32;
         if let Some(stated) = metadata_rate.filter(|&stated| stated != rate) {
-            return Err(format!("its metadata says {stated} Hz, but it gives {rate} Hz ({} samples per 10 ms frame)", rate / 100));
+            return Err(format!(
+                "its metadata says {stated} Hz, but it gives {rate} Hz ({} samples per 10 ms frame)",
+                rate / 100
+            ));
         }
         if !RATES.contains(&rate) {
             return Err(format!("it gives {rate} Hz; RVC's synthesizers give 32, 40 or 48 kHz"));
@@ -317,7 +331,9 @@ fn inputs_of(session: &Session) -> Result<(Inputs, bool, Option<usize>), String>
                 }
                 dim = usize::try_from(shape[2]).ok().filter(|&d| d > 0);
                 if let Some(d) = dim.filter(|d| !DIMS.contains(d)) {
-                    return Err(format!("it takes {d} feature values per frame; RVC's content features have 256 or 768"));
+                    return Err(format!(
+                        "it takes {d} feature values per frame; RVC's content features have 256 or 768"
+                    ));
                 }
                 features = Some(name);
             }
@@ -334,7 +350,12 @@ fn inputs_of(session: &Session) -> Result<(Inputs, bool, Option<usize>), String>
                 noise = Some((name, channels));
             }
             NOISE_SEED_INPUT => seed = true,
-            _ => return Err(format!("it has an input {name:?} no RVC synthesizer has (inputs: {:?}); {expected}", found())),
+            _ => {
+                return Err(format!(
+                    "it has an input {name:?} no RVC synthesizer has (inputs: {:?}); {expected}",
+                    found()
+                ))
+            }
         }
     }
     let (Some(features), Some(lengths), Some(speaker)) = (features, lengths, speaker) else {
@@ -356,7 +377,8 @@ fn output_of(session: &Session) -> Result<String, String> {
     match audio {
         Some(output) => Ok(output.name().to_string()),
         None => {
-            let outputs: Vec<String> = session.outputs().iter().map(|o| format!("{}: {}", o.name(), o.dtype())).collect();
+            let outputs: Vec<String> =
+                session.outputs().iter().map(|o| format!("{}: {}", o.name(), o.dtype())).collect();
             Err(format!("its outputs are {outputs:?}; a synthesizer gives float32 audio [1, 1, samples] or [samples]"))
         }
     }

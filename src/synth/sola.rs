@@ -18,7 +18,8 @@ impl Sola {
     pub fn new(overlap: usize, search: usize) -> Self {
         // RVC: sin(π/2 · t)² over linspace(0, 1, overlap).
         let step = 1.0 / overlap.saturating_sub(1).max(1) as f64;
-        let fade_in = (0..overlap).map(|i| ((std::f64::consts::FRAC_PI_2 * i as f64 * step).sin().powi(2)) as f32).collect();
+        let fade_in =
+            (0..overlap).map(|i| ((std::f64::consts::FRAC_PI_2 * i as f64 * step).sin().powi(2)) as f32).collect();
         Sola { overlap, search, fade_in, tail: vec![0.0; overlap] }
     }
 

@@ -11,7 +11,9 @@
 //! margin, 40 to 50 ms, and that is part of the pipeline's constant latency.
 //!
 //! Protect (RVC's): on unvoiced frames the blended features are pulled back towards the
-//! unblended ones, keeping breaths and consonants the index would smear.
+//! unblended ones, keeping breaths and consonants the index would smear. Formant (RVC's
+//! stretch-and-resample): the window is rendered stretched in time by 2^(semitones / 12) at a
+//! pitch that much lower, then compressed back, so the formants move and the pitch does not.
 
 use std::collections::VecDeque;
 
@@ -171,6 +173,59 @@ struct Window {
     piece: Vec<f32>,
 }
 
+impl Window {
+    /// RVC's formant shift, first half: the window's frames stretched in time by `factor`
+    /// (linear interpolation, prior noise from the nearest frame), so the model renders about
+    /// `factor` times as many frames; their f0 is lowered by the exact ratio the audio will be
+    /// compressed by (RVC scales `pitchf` the same way), so the pitch comes out unchanged.
+    fn stretch(&mut self, factor: f32, dim: usize, channels: usize) {
+        let frames = self.f0.len();
+        let stretched = (frames as f32 * factor).ceil() as usize;
+        let compression = stretched as f32 / frames as f32;
+        let at = |k: usize| {
+            ((k as f32 / factor).min((frames - 1) as f32), ((k as f32 / factor).round() as usize).min(frames - 1))
+        };
+        let mut features = Vec::with_capacity(stretched * dim);
+        let mut f0 = Vec::with_capacity(stretched);
+        for k in 0..stretched {
+            let (position, _) = at(k);
+            let (i, t) = (position.floor() as usize, position.fract());
+            let j = (i + 1).min(frames - 1);
+            let (a, b) = (&self.features[i * dim..(i + 1) * dim], &self.features[j * dim..(j + 1) * dim]);
+            features.extend(a.iter().zip(b).map(|(a, b)| a + (b - a) * t));
+            let hz = if self.f0[i] > 0.0 && self.f0[j] > 0.0 {
+                self.f0[i] + (self.f0[j] - self.f0[i]) * t
+            } else {
+                self.f0[i]
+            };
+            f0.push(hz / compression);
+        }
+        let mut noise = vec![0.0; channels * stretched];
+        for c in 0..channels {
+            for k in 0..stretched {
+                noise[c * stretched + k] = self.noise[c * frames + at(k).1];
+            }
+        }
+        coarse_pitch(&f0, &mut self.coarse);
+        (self.features, self.f0, self.noise) = (features, f0, noise);
+    }
+
+    /// Second half: the rendered audio compressed back to `samples` (linear interpolation),
+    /// which raises the formants by the factor.
+    fn compress_audio(&mut self, samples: usize) {
+        let step = self.audio.len() as f64 / samples as f64;
+        let last = self.audio.len() - 1;
+        self.piece.clear();
+        self.piece.extend((0..samples).map(|n| {
+            let position = n as f64 * step;
+            let (i, t) = (position as usize, position.fract() as f32);
+            let (a, b) = (self.audio[i.min(last)], self.audio[(i + 1).min(last)]);
+            a + (b - a) * t
+        }));
+        std::mem::swap(&mut self.audio, &mut self.piece);
+    }
+}
+
 impl Synthesizer {
     pub fn new(model: Option<SynthReader>) -> Self {
         Synthesizer {
@@ -282,7 +337,12 @@ impl Synthesizer {
         self.fill_window(from, decided, controls);
         let model = self.model.as_ref().and_then(|m| m.get()).ok_or("no synthesizer")?;
         let mut model = model.lock().unwrap_or_else(|e| e.into_inner());
-        self.noise.window(from, decided, model.noise_channels(), &mut self.window.noise);
+        let channels = model.noise_channels();
+        self.noise.window(from, decided, channels, &mut self.window.noise);
+        let stretch = 2f32.powf(controls.formant / 12.0);
+        if stretch != 1.0 {
+            self.window.stretch(stretch, self.blended.dim, channels);
+        }
         let w = &mut self.window;
         let input = SynthInput {
             features: &w.features,
@@ -294,6 +354,9 @@ impl Synthesizer {
         };
         model.run(&input, &mut w.audio).map_err(|e| e.to_string())?;
         drop(model);
+        if stretch != 1.0 {
+            w.compress_audio((decided - from) as usize * upp);
+        }
         // The piece: frames piece_start .. target, silence before the stream's start.
         w.piece.clear();
         let before_stream = (-piece_start).max(0) as usize * upp;
@@ -384,7 +447,8 @@ fn follow_input_loudness(piece: &mut [f32], first_frame: i64, upp: usize, audio:
     let gains: Vec<f32> = (0..frames)
         .map(|k| {
             let centre_out = k * upp + upp / 2;
-            let out = &piece[centre_out.saturating_sub(half_window_out)..(centre_out + half_window_out).min(piece.len())];
+            let out =
+                &piece[centre_out.saturating_sub(half_window_out)..(centre_out + half_window_out).min(piece.len())];
             let rms_out = rms(out);
             let centre_in = (first_frame + k as i64) * SYNTH_HOP as i64 + SYNTH_HOP as i64 / 2;
             let half_in = RMS_WINDOW_FRAMES as i64 * SYNTH_HOP as i64 / 2;

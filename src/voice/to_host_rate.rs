@@ -30,9 +30,15 @@ struct Converter {
 impl Converter {
     fn new(rate: u32, host_rate: f64) -> Result<Self, String> {
         let parameters = SincInterpolationParameters::new(128, WindowFunction::BlackmanHarris2);
-        let resampler =
-            Async::<f32>::new_sinc(host_rate / f64::from(rate), 1.0, &parameters, rate as usize / 100, 1, FixedAsync::Input)
-                .map_err(|e| format!("cannot resample {rate} Hz to {host_rate} Hz: {e}"))?;
+        let resampler = Async::<f32>::new_sinc(
+            host_rate / f64::from(rate),
+            1.0,
+            &parameters,
+            rate as usize / 100,
+            1,
+            FixedAsync::Input,
+        )
+        .map_err(|e| format!("cannot resample {rate} Hz to {host_rate} Hz: {e}"))?;
         let output = vec![0.0; resampler.output_frames_max()];
         let skip = resampler.output_delay();
         Ok(Converter { rate, resampler, output, skip })

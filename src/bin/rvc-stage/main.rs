@@ -45,7 +45,8 @@ enum Command {
     /// per second.
     Features(features::FeaturesArgs),
     /// Track the pitch of a WAV file exactly as the plugin's worker does (the built-in
-    /// estimator, block by block): f0 per 10 ms as CSV, optionally plotted over a spectrogram.
+    /// estimator or an RMVPE model, block by block): f0 per 10 ms as CSV, optionally plotted
+    /// over a spectrogram.
     Pitch(pitch::PitchArgs),
     /// Blend a feature file with its nearest index vectors, exactly as the plugin's worker does:
     /// k nearest neighbours at nprobe 1, weights 1/d², `ratio·retrieved + (1−ratio)·original`.
@@ -162,6 +163,9 @@ struct RenderArgs {
     /// The synthesizer's speaker id.
     #[arg(long, default_value_t = 0)]
     speaker: i64,
+    /// RVC's formant shift in semitones (-2 to 2), as the plugin's Formant.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    formant: f32,
     /// Blocks quieter than this (dB) skip all inference and put out silence, as the plugin's
     /// Silence Threshold; -60 = off.
     #[arg(long, default_value_t = SILENCE_OFF_DB, allow_hyphen_values = true)]
@@ -226,6 +230,7 @@ fn render(args: &RenderArgs) -> Result<()> {
     ensure!((-24.0..=24.0).contains(&args.transpose), "--transpose must be within -24-24, got {}", args.transpose);
     ensure!((0.0..=0.5).contains(&args.protect), "--protect must be within 0-0.5, got {}", args.protect);
     ensure!((0.0..=1.0).contains(&args.rms_mix), "--rms-mix must be within 0-1, got {}", args.rms_mix);
+    ensure!((-2.0..=2.0).contains(&args.formant), "--formant must be within -2-2, got {}", args.formant);
     ensure!((-60.0..=0.0).contains(&args.silence_db), "--silence-db must be within -60-0, got {}", args.silence_db);
     let (spec, mut channels) = read_wav(&args.input)?;
     let frames = channels[0].len();
@@ -260,6 +265,7 @@ fn render(args: &RenderArgs) -> Result<()> {
             rms_mix: args.rms_mix,
             speaker: args.speaker,
             silence_db: args.silence_db,
+            formant: args.formant,
         },
     };
 

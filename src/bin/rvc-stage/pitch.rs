@@ -1,5 +1,5 @@
 //! `rvc-stage pitch`: the worker's pitch path, offline, on a WAV file — the same engine, block
-//! scheduler and pitch step the plugin runs — written as CSV (time, f0, voiced, coarse code per
+//! scheduler and pitch step the plugin runs, with the built-in estimator or an RMVPE model — written as CSV (time, f0, voiced, coarse code per
 //! 10 ms), optionally drawn over a spectrogram. Main thread (the engine's worker does the work).
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{ensure, Result};
 use rvc_stage::engine::BLOCK_MS_RANGE;
 use rvc_stage::features::{model_slot, ModelOptions};
-use rvc_stage::pitch::coarse_pitch;
+use rvc_stage::pitch::{coarse_pitch, pitch_model_slot};
 use rvc_stage::retrieval::IndexSlot;
 use rvc_stage::voice::{FeatureTap, Frames, PitchFrames, VoiceControls, VoiceFiles, PITCH_HOP};
 
@@ -30,6 +30,10 @@ pub struct PitchArgs {
     /// Also draw the f0 track over a spectrogram of the input (PNG).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// An RMVPE pitch model (RVC's `rmvpe.onnx` or w-okada's export) instead of the built-in
+    /// estimator, as the plugin's pitch model path.
+    #[arg(long)]
+    pitch_model: Option<PathBuf>,
 }
 
 /// Keeps every pitch frame the pipeline decides.
@@ -58,7 +62,8 @@ pub fn pitch(args: &PitchArgs) -> Result<()> {
     let (mono, rate) = read_mono(&args.input)?;
     let (model, index) = (model_slot(Arc::default(), ModelOptions::default()), IndexSlot::default());
     let recorder = PitchRecorder::default();
-    let files = VoiceFiles::new(model.reader(), index.reader());
+    let pitch_models = crate::loaded(pitch_model_slot(Arc::default()), args.pitch_model.as_deref())?;
+    let files = VoiceFiles::new(model.reader(), index.reader()).with_pitch_model(pitch_models.reader());
     let controls = VoiceControls { transpose: args.transpose, ..VoiceControls::default() };
     // The engine's flush (its latency in silence) covers the estimator's look-ahead.
     run_pipeline(files, &mono, rate, args.block_ms, Box::new(recorder.clone()), controls)?;
