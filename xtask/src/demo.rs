@@ -103,7 +103,14 @@ fn conversion(out_dir: &Path, cli: &Path) -> Result<()> {
             "--transpose".into(),
             transpose,
         ],
-        vec!["pitch".into(), path("speech.wav"), "-o".into(), path("speech-f0.csv"), "--plot".into(), path("speech-f0.png")],
+        vec![
+            "pitch".into(),
+            path("speech.wav"),
+            "-o".into(),
+            path("speech-f0.csv"),
+            "--plot".into(),
+            path("speech-f0.png"),
+        ],
         vec![
             "pitch".into(),
             path("converted.wav"),

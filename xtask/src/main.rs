@@ -21,6 +21,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   test                       setup, bundle, then run every test
   demo                       setup, bundle, then render a test signal through the built plugin
   bench                      run the benchmarks (release build)
+  install                    bundle, then copy the CLAP and VST3 plugins with their libraries
+                             into ~/.clap/rvc-stage/ and ~/.vst3/
+  uninstall                  remove what install copied
   fuzz [SECONDS]             mutate index files through the loader and search (default 600 s)";
 
 fn main() -> Result<()> {
@@ -37,6 +40,8 @@ fn main() -> Result<()> {
         "test" => test(&rest),
         "demo" => demo::run(),
         "bench" => bench(&rest),
+        "install" => install(),
+        "uninstall" => uninstall(),
         "fuzz" => fuzz(rest.first().map(String::as_str).unwrap_or("600")),
         _ => bail!("{USAGE}"),
     }
@@ -208,6 +213,57 @@ fn test(extra: &[String]) -> Result<()> {
         std::env::set_var("RVC_STAGE_ONNXRUNTIME", library);
     }
     cargo(&["test", "--workspace"], extra)
+}
+
+/// Where `install` puts the plugins: the CLAP one in a folder of its own (hosts search
+/// `~/.clap` recursively), so the libraries beside it stay out of other plugins' way.
+fn install_dirs() -> Result<(PathBuf, PathBuf)> {
+    let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
+    Ok((home.join(".clap/rvc-stage"), home.join(".vst3/rvc-stage.vst3")))
+}
+
+/// Bundles, then copies the bundles and the run-time libraries they need (ONNX Runtime, faiss's
+/// BLAS and OpenMP) where hosts look for plugins.
+fn install() -> Result<()> {
+    setup::run()?;
+    let clap = bundle()?;
+    uninstall()?;
+    let (clap_dir, vst3_dir) = install_dirs()?;
+    std::fs::create_dir_all(&clap_dir)?;
+    let bundled = clap.parent().context("the bundle has a folder")?;
+    for entry in std::fs::read_dir(bundled)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_file() && (name == "rvc-stage.clap" || name.contains(".so")) {
+            std::fs::copy(entry.path(), clap_dir.join(&name))?;
+        }
+    }
+    copy_dir(&bundled.join("rvc-stage.vst3"), &vst3_dir)?;
+    println!("installed {}/rvc-stage.clap and {} (with their libraries)", clap_dir.display(), vst3_dir.display());
+    Ok(())
+}
+
+fn uninstall() -> Result<()> {
+    let (clap_dir, vst3_dir) = install_dirs()?;
+    for dir in [clap_dir, vst3_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            println!("removed {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)?.flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// The benchmarks compare against the reference Python, which setup provides.
