@@ -146,6 +146,7 @@ pub struct Node {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     pub op_type: String,
+    pub name: String,
     /// Empty for the standard operators.
     pub domain: String,
     /// The `strides` attribute (convolutions).
@@ -157,6 +158,7 @@ pub fn node(bytes: &[u8]) -> Option<Node> {
         inputs: Vec::new(),
         outputs: Vec::new(),
         op_type: String::new(),
+        name: String::new(),
         domain: String::new(),
         strides: Vec::new(),
     };
@@ -165,6 +167,7 @@ pub fn node(bytes: &[u8]) -> Option<Node> {
         match (field.number, field.wire) {
             (1, LEN) => node.inputs.push(text()?),
             (2, LEN) => node.outputs.push(text()?),
+            (3, LEN) => node.name = text()?,
             (4, LEN) => node.op_type = text()?,
             (7, LEN) => node.domain = text()?,
             (5, LEN) => {

@@ -186,3 +186,113 @@ fn seed_input() -> Vec<u8> {
     put_len(&mut info, 2, &kind);
     info
 }
+
+/// A synthesizer cut where its decoder begins: `front` maps the model's inputs to the latent
+/// the decoder takes (and whatever else the decoder needs from before the cut, such as the
+/// speaker embedding), `back` maps those and the model inputs the decoder reads (`pitchf`, the
+/// noise seed) to the audio.
+pub struct DecoderCut {
+    pub front: Vec<u8>,
+    pub back: Vec<u8>,
+    /// The decoder's input latent `[1, channels, frames]`: `front`'s first output.
+    pub latent: String,
+    /// Other tensors crossing the cut, in `front`'s output order after the latent.
+    pub crossing: Vec<String>,
+}
+
+/// Cuts `model` before its decoder's first convolution (`/dec/conv_pre/Conv` in torch exports,
+/// recognised by its node name or its weight's name), or `None` when there is no such node.
+/// Whether the halves compute what the whole does is for the caller to check.
+pub fn cut_before_decoder(model: &[u8]) -> Option<DecoderCut> {
+    let graph = Graph::parse(model)?;
+    let conv_pre = graph.nodes.iter().find(|n| {
+        n.op_type == "Conv"
+            && (n.name.contains("dec/conv_pre") || n.inputs.get(1).is_some_and(|w| w.ends_with("dec.conv_pre.weight")))
+    })?;
+    let latent = conv_pre.inputs.first()?.clone();
+    let producer: std::collections::HashMap<&str, usize> =
+        graph.nodes.iter().enumerate().flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i))).collect();
+    let ancestors = |roots: Vec<&str>| {
+        let mut marked = vec![false; graph.nodes.len()];
+        let mut pending = roots;
+        while let Some(tensor) = pending.pop() {
+            if let Some(&i) = producer.get(tensor) {
+                if !std::mem::replace(&mut marked[i], true) {
+                    pending.extend(graph.nodes[i].inputs.iter().map(String::as_str));
+                }
+            }
+        }
+        marked
+    };
+    let front = ancestors(vec![latent.as_str()]);
+    let bytes = &model[graph.bytes.clone()];
+    let outputs: Vec<String> = graph
+        .fields
+        .iter()
+        .filter(|f| f.number == 12 && f.wire == LEN)
+        .filter_map(|f| crate::features::onnx_wire::value_info_name(&bytes[f.value.clone()]))
+        .collect();
+    let needed = ancestors(outputs.iter().map(String::as_str).collect());
+    let back: Vec<bool> = needed.iter().zip(&front).map(|(n, f)| *n && !*f).collect();
+    let mut crossing: Vec<String> = Vec::new();
+    for node in graph.nodes.iter().zip(&back).filter(|(_, b)| **b).map(|(n, _)| n) {
+        for input in &node.inputs {
+            let from_front = producer.get(input.as_str()).is_some_and(|&i| front[i]);
+            if from_front && *input != latent && !crossing.contains(input) {
+                crossing.push(input.clone());
+            }
+        }
+    }
+    let (mut front_graph, mut back_graph) = (Vec::new(), Vec::new());
+    let mut node_index = 0;
+    for field in &graph.fields {
+        let span = &bytes[field.span.clone()];
+        match (field.number, field.wire) {
+            (1, LEN) => {
+                if front[node_index] {
+                    front_graph.extend_from_slice(span);
+                } else if back[node_index] {
+                    back_graph.extend_from_slice(span);
+                }
+                node_index += 1;
+            }
+            (11, LEN) => {
+                // Every input feeds the front; the back keeps those its nodes read.
+                front_graph.extend_from_slice(span);
+                let name = crate::features::onnx_wire::value_info_name(&bytes[field.value.clone()]);
+                let read = graph.nodes.iter().zip(&back).any(|(n, b)| *b && name.as_ref().is_some_and(|i| n.inputs.contains(i)));
+                if read {
+                    back_graph.extend_from_slice(span);
+                }
+            }
+            (12, LEN) => back_graph.extend_from_slice(span),
+            _ => {
+                front_graph.extend_from_slice(span);
+                back_graph.extend_from_slice(span);
+            }
+        }
+    }
+    for tensor in std::iter::once(&latent).chain(&crossing) {
+        put_len(&mut front_graph, 12, &float_value_info(tensor));
+        put_len(&mut back_graph, 11, &float_value_info(tensor));
+    }
+    Some(DecoderCut {
+        front: graph.model_with_graph(model, &front_graph),
+        back: graph.model_with_graph(model, &back_graph),
+        latent,
+        crossing,
+    })
+}
+
+/// A ValueInfoProto: float32 tensor `name` of unknown shape.
+fn float_value_info(name: &str) -> Vec<u8> {
+    let mut tensor = Vec::new();
+    put_varint(&mut tensor, 1 << 3); // elem_type
+    put_varint(&mut tensor, 1); // FLOAT
+    let mut kind = Vec::new();
+    put_len(&mut kind, 1, &tensor); // tensor_type
+    let mut info = Vec::new();
+    put_len(&mut info, 1, name.as_bytes());
+    put_len(&mut info, 2, &kind);
+    info
+}

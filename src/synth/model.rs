@@ -15,7 +15,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use thiserror::Error;
 
-use super::graph::{replace_random_normals, speaker_count, NOISE_SEED_INPUT};
+use super::graph::{cut_before_decoder, replace_random_normals, speaker_count, NOISE_SEED_INPUT};
 use crate::features::{ModelOptions, RuntimeError};
 
 /// Frames the load-time probe renders.
@@ -52,6 +52,8 @@ pub struct SynthInfo {
     pub speakers: Option<usize>,
     /// Whether its features go in as float16.
     pub half_features: bool,
+    /// Whether it runs cut before its decoder (the decoder then runs over the new frames only).
+    pub decoder_cut: bool,
 }
 
 impl std::fmt::Display for SynthInfo {
@@ -105,6 +107,68 @@ pub struct SynthModel {
     info: SynthInfo,
     half_scratch: Vec<f16>,
     runs: u64,
+    /// The model cut before its decoder, when that works.
+    halves: Option<DecoderHalves>,
+}
+
+/// The two halves of a model cut before its decoder (see [`cut_before_decoder`]).
+#[derive(Debug)]
+struct DecoderHalves {
+    front: Session,
+    back: Session,
+    latent: String,
+    crossing: Vec<String>,
+    back_inputs: Vec<String>,
+    latent_scratch: Vec<f32>,
+}
+
+/// The one-value inputs of a run.
+struct Scalars {
+    length: [i64; 1],
+    speaker: [i64; 1],
+    seed: [f32; 1],
+}
+
+impl Scalars {
+    fn of(input: &SynthInput) -> Self {
+        Scalars { length: [input.f0.len() as i64], speaker: [input.speaker], seed: [input.seed] }
+    }
+}
+
+fn run_error(e: ort::Error) -> SynthError {
+    SynthError::Run(e.to_string())
+}
+
+/// The model's inputs for `input`, by name (features as float16 from `half` where the model
+/// takes those).
+fn model_inputs<'a>(
+    inputs: &Inputs,
+    info: &SynthInfo,
+    input: &'a SynthInput,
+    scalars: &'a Scalars,
+    half: &'a [f16],
+) -> Result<Vec<(String, SessionInputValue<'a>)>, SynthError> {
+    let frames = input.f0.len();
+    let mut values: Vec<(String, SessionInputValue<'a>)> = Vec::with_capacity(7);
+    let features: SessionInputValue<'a> = if info.half_features {
+        TensorRef::from_array_view(([1, frames, info.dim], half)).map_err(run_error)?.into()
+    } else {
+        TensorRef::from_array_view(([1, frames, info.dim], input.features)).map_err(run_error)?.into()
+    };
+    values.push((inputs.features.clone(), features));
+    values.push((inputs.lengths.clone(), TensorRef::from_array_view(([1], &scalars.length[..])).map_err(run_error)?.into()));
+    values.push((inputs.speaker.clone(), TensorRef::from_array_view(([1], &scalars.speaker[..])).map_err(run_error)?.into()));
+    if let Some((coarse, f0)) = &inputs.pitch {
+        values.push((coarse.clone(), TensorRef::from_array_view(([1, frames], input.coarse)).map_err(run_error)?.into()));
+        values.push((f0.clone(), TensorRef::from_array_view(([1, frames], input.f0)).map_err(run_error)?.into()));
+    }
+    if let Some((noise, channels)) = &inputs.noise {
+        values.push((noise.clone(), TensorRef::from_array_view(([1, *channels, frames], input.noise)).map_err(run_error)?.into()));
+    }
+    if inputs.seed {
+        values.push((NOISE_SEED_INPUT.into(), TensorRef::from_array_view(([1], &scalars.seed[..])).map_err(run_error)?.into()));
+    }
+    Ok(values)
 }
 
 impl SynthModel {
@@ -131,13 +195,19 @@ impl SynthModel {
                 uses_pitch: inputs.pitch.is_some(),
                 speakers,
                 half_features,
+                decoder_cut: false,
             },
             inputs,
             output,
             half_scratch: Vec::new(),
             runs: 0,
+            halves: None,
         };
         model.probe(declared_dim.is_none(), metadata_rate).map_err(contract_error)?;
+        match model.cut(&bytes, environment, options) {
+            Ok(()) => model.info.decoder_cut = true,
+            Err(why) => tracing::info!("RVC Stage: {} runs whole ({why}): its decoder runs over whole windows", path.display()),
+        }
         Ok(model)
     }
 
@@ -179,6 +249,123 @@ impl SynthModel {
 
     /// Every sample the model gives for `input`, as it gives them.
     fn render(&mut self, input: &SynthInput, audio: &mut Vec<f32>) -> Result<(), SynthError> {
+        self.check(input)?;
+        let scalars = Scalars::of(input);
+        self.fill_half_features(input);
+        let values = model_inputs(&self.inputs, &self.info, input, &scalars, &self.half_scratch)?;
+        self.runs += 1;
+        let outputs = self.session.run(values).map_err(run_error)?;
+        let (_, samples) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
+        audio.clear();
+        audio.extend_from_slice(samples);
+        Ok(())
+    }
+
+    /// Whether the model runs cut before its decoder, so [`run_decoding_from`](Self::run_decoding_from)
+    /// decodes only part of a window.
+    pub fn decodes_separately(&self) -> bool {
+        self.halves.is_some()
+    }
+
+    /// Like [`run`](Self::run), but the decoder runs only over the frames from `first` on:
+    /// everything before it (text encoder, prior, flow) sees the whole window, and `audio`
+    /// gets the samples of frames `first ..`. Needs a model cut before its decoder.
+    pub fn run_decoding_from(&mut self, input: &SynthInput, first: usize, audio: &mut Vec<f32>) -> Result<(), SynthError> {
+        self.check(input)?;
+        let frames = input.f0.len();
+        if first >= frames {
+            return Err(SynthError::Run(format!("decoding from frame {first} of {frames}")));
+        }
+        let scalars = Scalars::of(input);
+        self.fill_half_features(input);
+        let frame_samples = self.frame_samples();
+        let values = model_inputs(&self.inputs, &self.info, input, &scalars, &self.half_scratch)?;
+        let halves = self.halves.as_mut().ok_or_else(|| SynthError::Run("the model is not cut".into()))?;
+        self.runs += 1;
+        let outputs = halves.front.run(values).map_err(run_error)?;
+        // The latent of the decoded frames, and what else crosses the cut, as it came.
+        let (shape, latent) = outputs[halves.latent.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
+        let [1, channels, total] = **shape else {
+            return Err(SynthError::Run(format!("the decoder's latent came as {:?}", &**shape)));
+        };
+        let (channels, total) = (channels as usize, total as usize);
+        let kept = total - first;
+        halves.latent_scratch.clear();
+        for row in latent.chunks_exact(total).take(channels) {
+            halves.latent_scratch.extend_from_slice(&row[first..]);
+        }
+        let mut crossing = Vec::with_capacity(halves.crossing.len());
+        for name in &halves.crossing {
+            let (shape, values) = outputs[name.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
+            crossing.push((name.clone(), shape.to_vec(), values.to_vec()));
+        }
+        drop(outputs);
+        let f0 = &input.f0[first..];
+        let seed = [input.seed];
+        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::new();
+        for name in &halves.back_inputs {
+            let value: SessionInputValue<'_> = if *name == halves.latent {
+                TensorRef::from_array_view(([1, channels, kept], halves.latent_scratch.as_slice())).map_err(run_error)?.into()
+            } else if let Some((_, shape, data)) = crossing.iter().find(|(n, _, _)| n == name) {
+                TensorRef::from_array_view((shape.clone(), data.as_slice())).map_err(run_error)?.into()
+            } else if self.inputs.pitch.as_ref().is_some_and(|(_, pitchf)| pitchf == name) {
+                TensorRef::from_array_view(([1, kept], f0)).map_err(run_error)?.into()
+            } else if name == NOISE_SEED_INPUT {
+                TensorRef::from_array_view(([1], &seed[..])).map_err(run_error)?.into()
+            } else {
+                return Err(SynthError::Run(format!("the decoder reads {name:?}, which cannot be cut to its frames")));
+            };
+            values.push((name.clone(), value));
+        }
+        let outputs = halves.back.run(values).map_err(run_error)?;
+        let (_, samples) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
+        let wanted = kept * frame_samples;
+        if samples.len() < wanted {
+            return Err(SynthError::Run(format!("its decoder gave {} samples for {kept} frames", samples.len())));
+        }
+        audio.clear();
+        audio.extend(samples[..wanted].iter().map(|x| if x.is_finite() { *x } else { 0.0 }));
+        Ok(())
+    }
+
+    /// The halves of the model cut before its decoder, if the cut computes what the whole does
+    /// (checked on the probe: the same window through both ways).
+    fn cut(&mut self, bytes: &[u8], environment: &ort::environment::Environment, options: ModelOptions) -> Result<(), String> {
+        let cut = cut_before_decoder(bytes).ok_or("no decoder found (no `/dec/conv_pre` convolution)")?;
+        let front = crate::features::session(environment, &cut.front, options)?;
+        let back = crate::features::session(environment, &cut.back, options)?;
+        let back_inputs = back.inputs().iter().map(|i| i.name().to_string()).collect();
+        self.halves = Some(DecoderHalves {
+            front,
+            back,
+            latent: cut.latent,
+            crossing: cut.crossing,
+            back_inputs,
+            latent_scratch: Vec::new(),
+        });
+        let (features, coarse, f0, noise) = self.probe_inputs();
+        let input = SynthInput { features: &features, coarse: &coarse, f0: &f0, speaker: 0, noise: &noise, seed: 1.0 };
+        let (mut whole, mut halves) = (Vec::new(), Vec::new());
+        let checked = self
+            .run(&input, &mut whole)
+            .and_then(|()| self.run_decoding_from(&input, 0, &mut halves))
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let worst = whole.iter().zip(&halves).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                if whole.len() == halves.len() && worst < 1e-4 {
+                    Ok(())
+                } else {
+                    Err(format!("the halves differ from the whole model by {worst}"))
+                }
+            });
+        if checked.is_err() {
+            self.halves = None;
+        }
+        checked
+    }
+
+    /// Checks `input` against the model: frame counts, the speaker.
+    fn check(&self, input: &SynthInput) -> Result<(), SynthError> {
         let frames = input.f0.len();
         let dim = self.info.dim;
         if input.features.len() != frames * dim || input.coarse.len() != frames {
@@ -197,57 +384,17 @@ impl SynthModel {
                 )));
             }
         }
-        let run_error = |e: ort::Error| SynthError::Run(e.to_string());
-        let length = [frames as i64];
-        let speaker = [input.speaker];
-        let seed = [input.seed];
-        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(7);
-        fn add<'v>(values: &mut Vec<(String, SessionInputValue<'v>)>, name: &str, value: SessionInputValue<'v>) {
-            values.push((name.to_string(), value));
+        if self.inputs.noise.as_ref().is_some_and(|(_, channels)| input.noise.len() != channels * frames) {
+            return Err(SynthError::Run(format!("{} noise values for {frames} frames", input.noise.len())));
         }
+        Ok(())
+    }
+
+    fn fill_half_features(&mut self, input: &SynthInput) {
         if self.info.half_features {
             self.half_scratch.clear();
             self.half_scratch.extend(input.features.iter().map(|&x| f16::from_f32(x)));
-            let view = ([1, frames, dim], self.half_scratch.as_slice());
-            add(&mut values, &self.inputs.features, TensorRef::from_array_view(view).map_err(run_error)?.into());
-        } else {
-            let view = ([1, frames, dim], input.features);
-            add(&mut values, &self.inputs.features, TensorRef::from_array_view(view).map_err(run_error)?.into());
         }
-        add(
-            &mut values,
-            &self.inputs.lengths,
-            TensorRef::from_array_view(([1], &length[..])).map_err(run_error)?.into(),
-        );
-        add(
-            &mut values,
-            &self.inputs.speaker,
-            TensorRef::from_array_view(([1], &speaker[..])).map_err(run_error)?.into(),
-        );
-        if let Some((coarse, f0)) = &self.inputs.pitch {
-            add(
-                &mut values,
-                coarse,
-                TensorRef::from_array_view(([1, frames], input.coarse)).map_err(run_error)?.into(),
-            );
-            add(&mut values, f0, TensorRef::from_array_view(([1, frames], input.f0)).map_err(run_error)?.into());
-        }
-        if let Some((noise, channels)) = &self.inputs.noise {
-            if input.noise.len() != channels * frames {
-                return Err(SynthError::Run(format!("{} noise values for {frames} frames", input.noise.len())));
-            }
-            let view = ([1, *channels, frames], input.noise);
-            add(&mut values, noise, TensorRef::from_array_view(view).map_err(run_error)?.into());
-        }
-        if self.inputs.seed {
-            add(&mut values, NOISE_SEED_INPUT, TensorRef::from_array_view(([1], &seed[..])).map_err(run_error)?.into());
-        }
-        self.runs += 1;
-        let outputs = self.session.run(values).map_err(run_error)?;
-        let (_, samples) = outputs[self.output.as_str()].try_extract_tensor::<f32>().map_err(run_error)?;
-        audio.clear();
-        audio.extend_from_slice(samples);
-        Ok(())
     }
 
     /// Renders a voiced probe: finds the rate (and the feature width where the file leaves it
@@ -266,17 +413,20 @@ impl SynthModel {
     }
 
     fn probe_run(&mut self) -> Result<Vec<f32>, String> {
-        let dim = self.info.dim;
-        // Smooth, bounded features and a steady 150 Hz voice.
-        let features: Vec<f32> = (0..PROBE_FRAMES * dim).map(|i| (i as f32 * 0.37).sin() * 0.5).collect();
-        let f0 = vec![150.0; PROBE_FRAMES];
-        let mut coarse = Vec::new();
-        crate::pitch::coarse_pitch(&f0, &mut coarse);
-        let noise = vec![0.0; self.noise_channels() * PROBE_FRAMES];
+        let (features, coarse, f0, noise) = self.probe_inputs();
         let input = SynthInput { features: &features, coarse: &coarse, f0: &f0, speaker: 0, noise: &noise, seed: 1.0 };
         let mut audio = Vec::new();
         self.render(&input, &mut audio).map_err(|e| e.to_string())?;
         Ok(audio)
+    }
+
+    /// Smooth, bounded features and a steady 150 Hz voice, with silent noise.
+    fn probe_inputs(&self) -> (Vec<f32>, Vec<i64>, Vec<f32>, Vec<f32>) {
+        let features: Vec<f32> = (0..PROBE_FRAMES * self.info.dim).map(|i| (i as f32 * 0.37).sin() * 0.5).collect();
+        let f0 = vec![150.0; PROBE_FRAMES];
+        let mut coarse = Vec::new();
+        crate::pitch::coarse_pitch(&f0, &mut coarse);
+        (features, coarse, f0, vec![0.0; self.noise_channels() * PROBE_FRAMES])
     }
 
     fn check_probe(&mut self, samples: &[f32], metadata_rate: Option<u32>) -> Result<(), String> {

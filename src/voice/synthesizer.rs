@@ -4,8 +4,12 @@
 //! Frames are RVC's 10 ms synthesizer frames: frame `j` takes content frame `j / 2` (RVC's ×2)
 //! and pitch frame `j`. Every block, the frames both inputs have decided are rendered, but the
 //! newest [`LOOKAHEAD`] of them only as right context: frames `next .. target` are new. The
-//! model never runs over RVC's whole 2.5 s window: it sees the new frames, the SOLA overlap and
-//! search before them, [`CONTEXT`] frames of left context and the look-ahead. The rendered piece
+//! model never runs over RVC's whole 2.5 s window. Cut before its decoder (the usual case,
+//! found at load), text encoder and flow see [`CUT_CONTEXT`] frames of left context and the
+//! decoder, the heaviest part, runs over the new frames, the SOLA margin before them,
+//! [`DECODER_MARGIN`] frames and the look-ahead only (RVC's torch path does the same with
+//! skip_head / return_length). A model that cannot be cut runs whole over [`CONTEXT`] frames
+//! of left context, the margin, the new frames and the look-ahead. The rendered piece
 //! (new frames plus the SOLA margin before them) is loudness-matched to the input (RMS Mix) and
 //! stitched to the previous one ([`Sola`]); what comes out lags the new frames by the SOLA
 //! margin, 40 to 50 ms, and that is part of the pipeline's constant latency.
@@ -28,8 +32,16 @@ use crate::synth::{PriorNoise, Sola, SynthInfo, SynthInput, SynthReader};
 /// frames either way; these are part of the latency). Chosen from the window measurement in
 /// the README.
 pub const LOOKAHEAD: u64 = 6;
-/// Frames of left context the model sees before the SOLA margin.
+/// Frames of left context the model sees before the SOLA margin, when it runs whole (its
+/// decoder runs over all of them).
 pub const CONTEXT: u64 = 24;
+/// Frames of left context text encoder and flow see, when the model runs cut before its
+/// decoder (RVC's skip_head economy): the decoder then runs over the new frames, the SOLA
+/// margin and [`DECODER_MARGIN`] only.
+pub const CUT_CONTEXT: u64 = 100;
+/// Frames before the SOLA margin the cut model's decoder sees (its receptive field reaches
+/// about 10 frames either way).
+pub const DECODER_MARGIN: u64 = 10;
 /// SOLA overlap and search, in frames (RVC: up to 40 ms and 10 ms).
 pub const SOLA_OVERLAP_FRAMES: u64 = 4;
 pub const SOLA_SEARCH_FRAMES: u64 = 1;
@@ -325,7 +337,12 @@ impl Synthesizer {
         voice: &mut ModelAudio,
     ) -> Result<(), String> {
         let piece_start = self.next as i64 - SOLA_FRAMES as i64;
-        let from = (piece_start - CONTEXT as i64).max(0) as u64;
+        // A cut model decodes only from `decode_from` on; formant shifts stretch the whole
+        // window, so they run the model whole.
+        let cut = self.info.as_ref().is_some_and(|info| info.decoder_cut) && controls.formant == 0.0;
+        let context = if cut { CUT_CONTEXT } else { CONTEXT };
+        let from = (piece_start - context as i64).max(0) as u64;
+        let decode_from = if cut { (piece_start - DECODER_MARGIN as i64).max(from as i64) as u64 } else { from };
         let upp = self.info.as_ref().map_or(0, |info| info.rate as usize / 100);
         if (piece_start.max(0) as u64..target).all(|frame| self.blended.is_silent(frame)) {
             // Below the silence threshold: no model run, the voice fades out into silence.
@@ -352,7 +369,12 @@ impl Synthesizer {
             noise: &w.noise,
             seed: self.noise.seed(),
         };
-        model.run(&input, &mut w.audio).map_err(|e| e.to_string())?;
+        if cut {
+            model.run_decoding_from(&input, (decode_from - from) as usize, &mut w.audio)
+        } else {
+            model.run(&input, &mut w.audio)
+        }
+        .map_err(|e| e.to_string())?;
         drop(model);
         if stretch != 1.0 {
             w.compress_audio((decided - from) as usize * upp);
@@ -361,8 +383,8 @@ impl Synthesizer {
         w.piece.clear();
         let before_stream = (-piece_start).max(0) as usize * upp;
         w.piece.resize(before_stream, 0.0);
-        let skip = (piece_start.max(0) as u64 - from) as usize * upp;
-        w.piece.extend_from_slice(&w.audio[skip..(target - from) as usize * upp]);
+        let skip = (piece_start.max(0) as u64 - decode_from) as usize * upp;
+        w.piece.extend_from_slice(&w.audio[skip..(target - decode_from) as usize * upp]);
         if controls.rms_mix < 1.0 {
             follow_input_loudness(&mut w.piece, piece_start, upp, audio, controls.rms_mix);
         }
@@ -412,7 +434,7 @@ impl Synthesizer {
 
     /// Frames no later window reaches.
     fn forget_old_frames(&mut self) {
-        let oldest = self.next.saturating_sub(SOLA_FRAMES + CONTEXT);
+        let oldest = self.next.saturating_sub(SOLA_FRAMES + CONTEXT.max(CUT_CONTEXT));
         self.f0.forget_before(oldest);
         self.blended.forget_before(oldest / 2);
         self.plain.forget_before(oldest / 2);
