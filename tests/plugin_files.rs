@@ -74,7 +74,16 @@ fn every_file_outcome_is_observed_and_the_latency_never_depends_on_the_files() {
     for bad in [&corrupt, &missing] {
         let (latency, _, features) = render_with(&entry, &[("hubert-path", &model), ("index-path", bad)], &dump);
         assert_eq!(latency, no_files);
-        assert_eq!(features, plain, "{}: refused, the features stay unblended", bad.display());
+        assert!(
+            features == plain,
+            "{}: refused, the features must stay unblended: {} × {} frames against {} × {}, {} values differ",
+            bad.display(),
+            features.rows,
+            features.cols,
+            plain.rows,
+            plain.cols,
+            features.data.iter().zip(&plain.data).filter(|(a, b)| a != b).count()
+        );
     }
     assert_eq!((plain_latency, good_latency), (no_files, no_files), "the latency does not depend on the files");
 

@@ -208,3 +208,37 @@ pub fn tensor_name(bytes: &[u8]) -> Option<String> {
     let field = fields(bytes)?.into_iter().find(|f| f.number == 8 && f.wire == LEN)?;
     String::from_utf8(bytes[field.value].to_vec()).ok()
 }
+
+/// A dimension of a declared tensor shape.
+pub enum Dim<'a> {
+    Value(u64),
+    Param(&'a str),
+}
+
+/// A ValueInfoProto: float32 tensor `name` of `shape` (unknown rank with `None`).
+pub fn float_value_info(name: &str, shape: Option<&[Dim]>) -> Vec<u8> {
+    let mut tensor = Vec::new();
+    put_varint(&mut tensor, 1 << 3); // elem_type
+    put_varint(&mut tensor, 1); // FLOAT
+    if let Some(dims) = shape {
+        let mut shape = Vec::new();
+        for dim in dims {
+            let mut field = Vec::new();
+            match dim {
+                Dim::Value(value) => {
+                    put_varint(&mut field, 1 << 3); // dim_value
+                    put_varint(&mut field, *value);
+                }
+                Dim::Param(symbol) => put_len(&mut field, 2, symbol.as_bytes()), // dim_param
+            }
+            put_len(&mut shape, 1, &field);
+        }
+        put_len(&mut tensor, 2, &shape);
+    }
+    let mut kind = Vec::new();
+    put_len(&mut kind, 1, &tensor); // tensor_type
+    let mut info = Vec::new();
+    put_len(&mut info, 1, name.as_bytes());
+    put_len(&mut info, 2, &kind);
+    info
+}

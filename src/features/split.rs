@@ -8,7 +8,7 @@
 //! first `Conv` whose output is the input downsampled by the model's hop (HuBERT's seven convs
 //! stride 5·2⁶ = 320). The caller checks the halves against the whole model.
 
-use super::onnx_wire::{put_len, put_varint, Graph, LEN};
+use super::onnx_wire::{float_value_info, put_len, Dim, Graph, LEN};
 
 /// The two halves: `front` maps the model's input to the cut tensor, `back` the cut tensor to
 /// the model's outputs.
@@ -80,7 +80,8 @@ fn split(model: &[u8], parsed: &Graph, at: &str) -> Option<Halves> {
             }
         }
     }
-    let cut = value_info(at);
+    let symbols = [Dim::Param("batch"), Dim::Param("channels"), Dim::Param("frames")];
+    let cut = float_value_info(at, Some(&symbols));
     let mut node_index = 0;
     let mut front_graph = Vec::new();
     let mut back_graph = Vec::new();
@@ -107,24 +108,4 @@ fn split(model: &[u8], parsed: &Graph, at: &str) -> Option<Halves> {
         back: parsed.model_with_graph(model, &back_graph),
         cut: at.to_string(),
     })
-}
-
-/// A ValueInfoProto: float32 tensor `name` of rank 3 with symbolic dimensions.
-fn value_info(name: &str) -> Vec<u8> {
-    let mut shape = Vec::new();
-    for symbol in ["batch", "channels", "frames"] {
-        let mut dim = Vec::new();
-        put_len(&mut dim, 2, symbol.as_bytes()); // dim_param
-        put_len(&mut shape, 1, &dim);
-    }
-    let mut tensor = Vec::new();
-    put_varint(&mut tensor, 1 << 3); // elem_type
-    put_varint(&mut tensor, 1); // FLOAT
-    put_len(&mut tensor, 2, &shape);
-    let mut kind = Vec::new();
-    put_len(&mut kind, 1, &tensor); // tensor_type
-    let mut info = Vec::new();
-    put_len(&mut info, 1, name.as_bytes());
-    put_len(&mut info, 2, &kind);
-    info
 }

@@ -6,7 +6,7 @@
 //! seed input we feed from the stream's generator (same seed, same noise), scaled and shifted
 //! as the node asked. Loader thread.
 
-use crate::features::onnx_wire::{fields, put_len, put_varint, varint, Graph, LEN};
+use crate::features::onnx_wire::{fields, float_value_info, put_len, put_varint, varint, Dim, Graph, LEN};
 
 /// The scalar input the rewrite adds: the seed of the graph's noise for one run.
 pub const NOISE_SEED_INPUT: &str = "rvc_stage_noise_seed";
@@ -72,7 +72,7 @@ pub fn replace_random_normals(model: &[u8]) -> Option<Vec<u8>> {
     {
         put_len(&mut out, 5, &float_scalar(&format!("rvc_stage_{name}"), value));
     }
-    put_len(&mut out, 11, &seed_input());
+    put_len(&mut out, 11, &float_value_info(NOISE_SEED_INPUT, Some(&[Dim::Value(1)])));
     Some(graph.model_with_graph(model, &out))
 }
 
@@ -168,25 +168,6 @@ fn float_scalar(name: &str, value: f32) -> Vec<u8> {
     tensor
 }
 
-/// The ValueInfoProto of the seed input: float32 `[1]`.
-fn seed_input() -> Vec<u8> {
-    let mut dim = Vec::new();
-    put_varint(&mut dim, 1 << 3); // dim_value
-    put_varint(&mut dim, 1);
-    let mut shape = Vec::new();
-    put_len(&mut shape, 1, &dim);
-    let mut tensor = Vec::new();
-    put_varint(&mut tensor, 1 << 3); // elem_type
-    put_varint(&mut tensor, 1); // FLOAT
-    put_len(&mut tensor, 2, &shape);
-    let mut kind = Vec::new();
-    put_len(&mut kind, 1, &tensor);
-    let mut info = Vec::new();
-    put_len(&mut info, 1, NOISE_SEED_INPUT.as_bytes());
-    put_len(&mut info, 2, &kind);
-    info
-}
-
 /// A synthesizer cut where its decoder begins: `front` maps the model's inputs to the latent
 /// the decoder takes (and whatever else the decoder needs from before the cut, such as the
 /// speaker embedding), `back` maps those and the model inputs the decoder reads (`pitchf`, the
@@ -273,8 +254,8 @@ pub fn cut_before_decoder(model: &[u8]) -> Option<DecoderCut> {
         }
     }
     for tensor in std::iter::once(&latent).chain(&crossing) {
-        put_len(&mut front_graph, 12, &float_value_info(tensor));
-        put_len(&mut back_graph, 11, &float_value_info(tensor));
+        put_len(&mut front_graph, 12, &float_value_info(tensor, None));
+        put_len(&mut back_graph, 11, &float_value_info(tensor, None));
     }
     Some(DecoderCut {
         front: graph.model_with_graph(model, &front_graph),
@@ -282,17 +263,4 @@ pub fn cut_before_decoder(model: &[u8]) -> Option<DecoderCut> {
         latent,
         crossing,
     })
-}
-
-/// A ValueInfoProto: float32 tensor `name` of unknown shape.
-fn float_value_info(name: &str) -> Vec<u8> {
-    let mut tensor = Vec::new();
-    put_varint(&mut tensor, 1 << 3); // elem_type
-    put_varint(&mut tensor, 1); // FLOAT
-    let mut kind = Vec::new();
-    put_len(&mut kind, 1, &tensor); // tensor_type
-    let mut info = Vec::new();
-    put_len(&mut info, 1, name.as_bytes());
-    put_len(&mut info, 2, &kind);
-    info
 }

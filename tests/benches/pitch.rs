@@ -9,13 +9,17 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use rvc_stage::npy::{read_matrix, write_matrix, Matrix};
-use rvc_stage::pitch::{PitchTracker, TRACKER_FRAME};
+use rvc_stage::pitch::{PitchTracker, RmvpeModel, TRACKER_FRAME};
 
+#[path = "shared/cache.rs"]
+mod cache;
 #[path = "../common/voices.rs"]
 mod voices;
 
 const RATE: f64 = 16_000.0;
 const HOP: usize = 160;
+/// Frames the pipeline's pitch step adds on either side of a block for an RMVPE model.
+const EDGE: usize = 4;
 
 fn main() {
     let audio: Vec<f32> = {
@@ -41,7 +45,55 @@ fn main() {
             ours / reference
         );
     }
+    rmvpe(&audio);
     accuracy();
+}
+
+/// Milliseconds per block of the real-size RMVPE model: ours against RVC's schedule.
+fn rmvpe(audio: &[f32]) {
+    let path = cache::cache().join("rmvpe-real-rvc.onnx");
+    if !path.exists() {
+        let python = std::env::var_os("RVC_STAGE_PYTHON").expect("run through `cargo xtask bench`");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_rmvpe.py");
+        let status = std::process::Command::new(python)
+            .arg(script)
+            .arg(&path)
+            .args(["--contract", "rvc", "--size", "real"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "generating the real-size RMVPE model failed");
+    }
+    let runtime = std::env::var_os("RVC_STAGE_ONNXRUNTIME").map(std::path::PathBuf::from);
+    let mut model = RmvpeModel::load(&path, runtime.as_deref()).unwrap();
+    println!();
+    println!("RMVPE-size model (RVC's contract, 90 M parameters, random weights) per worker block, one thread");
+    println!();
+    println!("| block | ours: block + 2 × 4 frames, ms | share of real time | RVC: block + 50 ms in 32-frame groups, ms | × ours |");
+    println!("|---:|---:|---:|---:|---:|");
+    for block_s in [0.1, 0.25] {
+        let block = (block_s * RATE) as usize;
+        let ours_len = block + 2 * EDGE * HOP;
+        // RVC (rtrvc.py): block + 800 samples, rounded up to 5120·k − 160 for RMVPE.
+        let rvc_len = (block + 800 + 160).div_ceil(5120) * 5120 - 160;
+        let time = |len: usize, model: &mut RmvpeModel| {
+            let mut f0 = Vec::new();
+            median(
+                (0..5)
+                    .map(|i| {
+                        let start = Instant::now();
+                        model.f0(&audio[i * block..][..len], &mut f0).unwrap();
+                        start.elapsed().as_secs_f64() * 1000.0
+                    })
+                    .collect(),
+            )
+        };
+        let (ours, rvc) = (time(ours_len, &mut model), time(rvc_len, &mut model));
+        println!(
+            "| {block_s} s | {ours:.1} | {:.1} % | {rvc:.1} | {:.2} |",
+            ours / (block_s * 1000.0) * 100.0,
+            rvc / ours
+        );
+    }
 }
 
 /// Gross errors, median error and voicing errors of ours and of `librosa.pyin` per signal.
