@@ -278,11 +278,19 @@ fn rmvpe_models_of_both_contracts_equal_onnxruntime_in_python() {
     }
 }
 
-/// A file of another kind, a truncated one and a missing one are errors in words.
+/// A file of another kind, a truncated one, a missing one and one whose output is NaN are
+/// errors in words.
 #[test]
 fn wrong_pitch_model_files_are_explained() {
+    use rvc_stage::engine::slot::SlotStatus;
     use rvc_stage::pitch::RmvpeModel;
     let dir = common::scratch("pitch-model-wrong");
+    let status = std::process::Command::new(common::reference_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_bad_synths.py"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
     let truncated = dir.join("truncated.onnx");
     let bytes = std::fs::read(rmvpe_model("rvc")).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
@@ -291,11 +299,17 @@ fn wrong_pitch_model_files_are_explained() {
         (content_model, "does not look like an RMVPE pitch model: its inputs are"),
         (truncated, "is not a model ONNX Runtime can load"),
         (dir.join("missing.onnx"), "is not a model ONNX Runtime can load"),
+        (dir.join("nan-rmvpe.onnx"), "its output is not a number"),
     ];
     for (path, expected) in cases {
         let error = RmvpeModel::load(&path, Some(&runtime())).unwrap_err().to_string();
         assert!(error.contains(expected) && error.contains(&*path.to_string_lossy()), "{error}");
     }
+    // Chosen in the pipeline, a bad model is refused and the built-in estimator runs meanwhile.
+    let signal = &signals()[0];
+    let (f0, status) = pipeline_pitch_with(signal, 48_000, 100.0, 0.0, Some(&dir.join("nan-rmvpe.onnx")));
+    assert!(matches!(&status.file, Some(SlotStatus::Failed { .. })), "{status:?}");
+    assert_eq!(f0, pipeline_pitch(signal, 48_000, 100.0, 0.0), "the built-in estimator's track");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

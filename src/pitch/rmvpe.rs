@@ -2,7 +2,8 @@
 //! RVC's `rmvpe.onnx` takes RVC's log-mel `[1, 128, T']` (T' padded with zeros to a multiple of
 //! 32) and gives a 360-bin salience `[1, T', 360]`, decoded here as RVC does; w-okada's export
 //! takes the waveform `[1, N]` and a threshold `[1]` and gives f0 in Hz, one frame per 160
-//! samples from the first. Anything else is an error naming what was found. Loaded on a loader
+//! samples from the first. Anything else is an error naming what was found, and so is a model
+//! whose output on a probe tone is not finite. Loaded on a loader
 //! thread, run on the worker thread (the pipeline's pitch step, when the user chose a model).
 
 use std::path::{Path, PathBuf};
@@ -71,7 +72,16 @@ impl RmvpeModel {
         let contract =
             contract_of(&session).map_err(|problem| PitchModelError::Contract { path: path.into(), problem })?;
         let mel = matches!(contract, RmvpeContract::Mel { .. }).then(|| MelSpectrogramBox(MelSpectrogram::new()));
-        Ok(RmvpeModel { session, contract, mel, bands: Vec::new(), scratch: Vec::new() })
+        let mut model = RmvpeModel { session, contract, mel, bands: Vec::new(), scratch: Vec::new() };
+        model.probe().map_err(|problem| PitchModelError::Contract { path: path.into(), problem })?;
+        Ok(model)
+    }
+
+    /// Runs the model on 0.2 s of a 200 Hz tone: it must give finite values, one per frame.
+    fn probe(&mut self) -> Result<(), String> {
+        let tone: Vec<f32> =
+            (0..3200).map(|n| (std::f32::consts::TAU * 200.0 * n as f32 / 16_000.0).sin() * 0.3).collect();
+        self.f0(&tone, &mut Vec::new()).map_err(|e| format!("a probe run failed: {e}"))
     }
 
     pub fn contract(&self) -> &RmvpeContract {
@@ -101,7 +111,11 @@ impl RmvpeModel {
                 if **shape != [1, padded as i64, super::SALIENCE_BINS as i64] {
                     return Err(PitchModelError::Run(format!("salience of shape {:?}", &**shape)));
                 }
-                decode_salience(&salience[..frames * super::SALIENCE_BINS], UNVOICED_THRESHOLD, f0);
+                let salience = &salience[..frames * super::SALIENCE_BINS];
+                if salience.iter().any(|x| !x.is_finite()) {
+                    return Err(PitchModelError::Run("its output is not a number (NaN or infinite)".into()));
+                }
+                decode_salience(salience, UNVOICED_THRESHOLD, f0);
             }
             RmvpeContract::Waveform { waveform, threshold, output } => {
                 let samples = TensorRef::from_array_view(([1, audio.len()], audio)).map_err(run_error)?;
@@ -115,7 +129,10 @@ impl RmvpeModel {
                 if hz.len() < frames {
                     return Err(PitchModelError::Run(format!("{} f0 frames where {frames} were due", hz.len())));
                 }
-                f0.extend(hz[..frames].iter().map(|f| if f.is_finite() && *f > 0.0 { *f } else { 0.0 }));
+                if hz[..frames].iter().any(|f| !f.is_finite()) {
+                    return Err(PitchModelError::Run("its output is not a number (NaN or infinite)".into()));
+                }
+                f0.extend(hz[..frames].iter().map(|f| f.max(0.0)));
             }
         }
         if f0.len() != frames {
