@@ -2,8 +2,9 @@
 //! architecture (tests/fixtures/make_synth.py) and equal to ONNX Runtime's Python API on the
 //! same inputs; w-okada's in-graph noise made repeatable; bad files explained; SOLA equal to a
 //! numpy implementation of RVC's; and the whole pipeline converting a voice with the demo voice
-//! (tests/fixtures/make_demo_voice.py): transposition measured on the output, onsets where the
-//! reported latency says, no clicks at block joins, identical renders, model swaps mid-stream.
+//! (tests/fixtures/make_demo_voice.py): transposition measured on the output (by the built-in
+//! estimator and by librosa.pyin), onsets where the reported latency says, no clicks at block
+//! joins, identical renders, model swaps mid-stream, Formant, the silence threshold.
 
 mod common;
 
@@ -348,6 +349,24 @@ fn transposing_by_an_octave_doubles_the_output_pitch() {
     let (base, up) = (median_f0(&plain[9600..], rate), median_f0(&octave[9600..], rate));
     assert!((base / 150.0 - 1.0).abs() < 0.01, "untransposed output at {base} Hz for a 150 Hz input");
     assert!((up / base / 2.0 - 1.0).abs() < 0.01, "+12 gave {up} Hz against {base} Hz");
+    // The same, measured by an independent estimator: librosa.pyin (the reference Python).
+    let dir = common::scratch("synth-pyin");
+    for (name, audio) in [("plain", &plain), ("octave", &octave)] {
+        let audio_16k = resample(&audio[9600..], rate, 16_000.0);
+        let matrix = rvc_stage::npy::Matrix { rows: 1, cols: audio_16k.len(), data: audio_16k };
+        rvc_stage::npy::write_matrix(&dir.join(format!("{name}.npy")), &matrix).unwrap();
+    }
+    python(&[&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/benches/pyin_reference.py"), &dir]);
+    let pyin_median = |name: &str| {
+        let f0 = rvc_stage::npy::read_matrix(&dir.join(format!("{name}.pyin.npy"))).unwrap().data;
+        let mut voiced: Vec<f32> = f0.into_iter().filter(|f| *f > 0.0).collect();
+        assert!(voiced.len() > 50, "pyin found {} voiced frames in {name}", voiced.len());
+        voiced.sort_by(f32::total_cmp);
+        voiced[voiced.len() / 2]
+    };
+    let (base, up) = (pyin_median("plain"), pyin_median("octave"));
+    assert!((up / base / 2.0 - 1.0).abs() < 0.01, "pyin: +12 gave {up} Hz against {base} Hz");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -520,8 +539,17 @@ fn below_the_silence_threshold_no_model_runs_and_silence_comes_out() {
     let silence_from = input.len();
     input.extend(common::noise(9, 2 * 48_000, 1e-4)); // -86 dB
     input.extend(vowel(rate, 150.0, 1.0, 0.0));
+    // A copy of the demo voice of its own: tests running at the same time share models loaded
+    // from the same file, and their runs would count here too.
+    let dir = common::scratch("synth-silence");
+    let own = dir.join("demo-voice.onnx");
+    std::fs::copy(fixture("demo-voice-768.onnx"), &own).unwrap();
     let runs = |threshold: f32| {
-        let voice = demo_voice();
+        let runtime = runtime().map(|p| p.to_string_lossy().into_owned());
+        let voice = Voice {
+            synth: loaded(synth_slot(Arc::new(RwLock::new(runtime)), ModelOptions::default()), &own),
+            ..demo_voice()
+        };
         let files = VoiceFiles::new(voice.content.reader(), voice.index.reader()).with_synth(voice.synth.reader());
         let mut stage = VoiceStage::new(files, rate, BLOCK);
         let mut synth = voice.synth.reader();

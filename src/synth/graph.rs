@@ -241,7 +241,11 @@ pub fn cut_before_decoder(model: &[u8]) -> Option<DecoderCut> {
                 // Every input feeds the front; the back keeps those its nodes read.
                 front_graph.extend_from_slice(span);
                 let name = crate::features::onnx_wire::value_info_name(&bytes[field.value.clone()]);
-                let read = graph.nodes.iter().zip(&back).any(|(n, b)| *b && name.as_ref().is_some_and(|i| n.inputs.contains(i)));
+                let read = graph
+                    .nodes
+                    .iter()
+                    .zip(&back)
+                    .any(|(n, b)| *b && name.as_ref().is_some_and(|i| n.inputs.contains(i)));
                 if read {
                     back_graph.extend_from_slice(span);
                 }

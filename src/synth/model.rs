@@ -156,17 +156,30 @@ fn model_inputs<'a>(
         TensorRef::from_array_view(([1, frames, info.dim], input.features)).map_err(run_error)?.into()
     };
     values.push((inputs.features.clone(), features));
-    values.push((inputs.lengths.clone(), TensorRef::from_array_view(([1], &scalars.length[..])).map_err(run_error)?.into()));
-    values.push((inputs.speaker.clone(), TensorRef::from_array_view(([1], &scalars.speaker[..])).map_err(run_error)?.into()));
+    values.push((
+        inputs.lengths.clone(),
+        TensorRef::from_array_view(([1], &scalars.length[..])).map_err(run_error)?.into(),
+    ));
+    values.push((
+        inputs.speaker.clone(),
+        TensorRef::from_array_view(([1], &scalars.speaker[..])).map_err(run_error)?.into(),
+    ));
     if let Some((coarse, f0)) = &inputs.pitch {
-        values.push((coarse.clone(), TensorRef::from_array_view(([1, frames], input.coarse)).map_err(run_error)?.into()));
+        values
+            .push((coarse.clone(), TensorRef::from_array_view(([1, frames], input.coarse)).map_err(run_error)?.into()));
         values.push((f0.clone(), TensorRef::from_array_view(([1, frames], input.f0)).map_err(run_error)?.into()));
     }
     if let Some((noise, channels)) = &inputs.noise {
-        values.push((noise.clone(), TensorRef::from_array_view(([1, *channels, frames], input.noise)).map_err(run_error)?.into()));
+        values.push((
+            noise.clone(),
+            TensorRef::from_array_view(([1, *channels, frames], input.noise)).map_err(run_error)?.into(),
+        ));
     }
     if inputs.seed {
-        values.push((NOISE_SEED_INPUT.into(), TensorRef::from_array_view(([1], &scalars.seed[..])).map_err(run_error)?.into()));
+        values.push((
+            NOISE_SEED_INPUT.into(),
+            TensorRef::from_array_view(([1], &scalars.seed[..])).map_err(run_error)?.into(),
+        ));
     }
     Ok(values)
 }
@@ -206,7 +219,9 @@ impl SynthModel {
         model.probe(declared_dim.is_none(), metadata_rate).map_err(contract_error)?;
         match model.cut(&bytes, environment, options) {
             Ok(()) => model.info.decoder_cut = true,
-            Err(why) => tracing::info!("RVC Stage: {} runs whole ({why}): its decoder runs over whole windows", path.display()),
+            Err(why) => {
+                tracing::info!("RVC Stage: {} runs whole ({why}): its decoder runs over whole windows", path.display())
+            }
         }
         Ok(model)
     }
@@ -270,7 +285,12 @@ impl SynthModel {
     /// Like [`run`](Self::run), but the decoder runs only over the frames from `first` on:
     /// everything before it (text encoder, prior, flow) sees the whole window, and `audio`
     /// gets the samples of frames `first ..`. Needs a model cut before its decoder.
-    pub fn run_decoding_from(&mut self, input: &SynthInput, first: usize, audio: &mut Vec<f32>) -> Result<(), SynthError> {
+    pub fn run_decoding_from(
+        &mut self,
+        input: &SynthInput,
+        first: usize,
+        audio: &mut Vec<f32>,
+    ) -> Result<(), SynthError> {
         self.check(input)?;
         let frames = input.f0.len();
         if first >= frames {
@@ -305,7 +325,9 @@ impl SynthModel {
         let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::new();
         for name in &halves.back_inputs {
             let value: SessionInputValue<'_> = if *name == halves.latent {
-                TensorRef::from_array_view(([1, channels, kept], halves.latent_scratch.as_slice())).map_err(run_error)?.into()
+                TensorRef::from_array_view(([1, channels, kept], halves.latent_scratch.as_slice()))
+                    .map_err(run_error)?
+                    .into()
             } else if let Some((_, shape, data)) = crossing.iter().find(|(n, _, _)| n == name) {
                 TensorRef::from_array_view((shape.clone(), data.as_slice())).map_err(run_error)?.into()
             } else if self.inputs.pitch.as_ref().is_some_and(|(_, pitchf)| pitchf == name) {
@@ -330,7 +352,12 @@ impl SynthModel {
 
     /// The halves of the model cut before its decoder, if the cut computes what the whole does
     /// (checked on the probe: the same window through both ways).
-    fn cut(&mut self, bytes: &[u8], environment: &ort::environment::Environment, options: ModelOptions) -> Result<(), String> {
+    fn cut(
+        &mut self,
+        bytes: &[u8],
+        environment: &ort::environment::Environment,
+        options: ModelOptions,
+    ) -> Result<(), String> {
         let cut = cut_before_decoder(bytes).ok_or("no decoder found (no `/dec/conv_pre` convolution)")?;
         let front = crate::features::session(environment, &cut.front, options)?;
         let back = crate::features::session(environment, &cut.back, options)?;

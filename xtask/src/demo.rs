@@ -102,6 +102,8 @@ fn conversion(out_dir: &Path, cli: &Path) -> Result<()> {
             voice.to_string_lossy().into_owned(),
             "--transpose".into(),
             transpose,
+            "--plot".into(),
+            path("conversion.png"),
         ],
         vec![
             "pitch".into(),
@@ -138,7 +140,10 @@ fn conversion(out_dir: &Path, cli: &Path) -> Result<()> {
         ratios[ratios.len() / 2],
         ratios.len()
     );
-    println!("  files                {}/{{speech,converted}}.wav, {{speech,converted}}-f0.png", out_dir.display());
+    println!(
+        "  files                {}/{{speech,converted}}.wav, conversion.png (both spectrograms and f0 tracks, ms per step)",
+        out_dir.display()
+    );
     Ok(())
 }
 

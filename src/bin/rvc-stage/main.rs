@@ -163,6 +163,10 @@ struct RenderArgs {
     /// The synthesizer's speaker id.
     #[arg(long, default_value_t = 0)]
     speaker: i64,
+    /// Also draw the input's and the output's spectrograms with their pitch tracks, and the
+    /// worker's milliseconds per block for each step (PNG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// RVC's formant shift in semitones (-2 to 2), as the plugin's Formant.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     formant: f32,
@@ -276,13 +280,23 @@ fn render(args: &RenderArgs) -> Result<()> {
         anyhow::bail!("{error}");
     }
     write_wav(&args.output, spec.sample_rate, &channels)?;
-    let steps: Vec<String> = status
+    let steps: Vec<(String, f64)> = status
         .snapshot()
         .iter()
         .filter(|step| step.times.blocks > 0)
-        .map(|step| format!("{} {:.2}", step.step.name(), step.times.mean().as_secs_f64() * 1000.0))
+        .map(|step| (step.step.name().to_string(), step.times.mean().as_secs_f64() * 1000.0))
         .collect();
-    println!("worker ms per {} ms block: {}", args.block_ms, steps.join(", "));
+    let listed: Vec<String> = steps.iter().map(|(name, ms)| format!("{name} {ms:.2}")).collect();
+    println!("worker ms per {} ms block: {}", args.block_ms, listed.join(", "));
+    if let Some(plot) = &args.plot {
+        let (input, rate) = read_mono(&args.input)?;
+        let output: Vec<f32> =
+            (0..frames).map(|n| channels.iter().map(|c| c[n]).sum::<f32>() / channels.len() as f32).collect();
+        let track = |mono: &[f32]| pitch::track(mono, rate, args.block_ms, 0.0, None);
+        let (before, after) = (track(&input)?, track(&output)?);
+        pitch::draw(plot, &[("input", &input, &before), ("output", &output, &after)], rate, &steps)?;
+        println!("plot: {}", plot.display());
+    }
     println!(
         "rendered {:.2} s at {} Hz, {} channel(s); engine latency {latency} samples ({:.1} ms), compensated; {} under-runs",
         frames as f64 / f64::from(spec.sample_rate),

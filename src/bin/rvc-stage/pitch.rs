@@ -60,17 +60,8 @@ pub fn pitch(args: &PitchArgs) -> Result<()> {
         args.transpose
     );
     let (mono, rate) = read_mono(&args.input)?;
-    let (model, index) = (model_slot(Arc::default(), ModelOptions::default()), IndexSlot::default());
-    let recorder = PitchRecorder::default();
-    let pitch_models = crate::loaded(pitch_model_slot(Arc::default()), args.pitch_model.as_deref())?;
-    let files = VoiceFiles::new(model.reader(), index.reader()).with_pitch_model(pitch_models.reader());
-    let controls = VoiceControls { transpose: args.transpose, ..VoiceControls::default() };
-    // The engine's flush (its latency in silence) covers the estimator's look-ahead.
-    run_pipeline(files, &mono, rate, args.block_ms, Box::new(recorder.clone()), controls)?;
-    let frames = (mono.len() as f64 * 16_000.0 / rate) as usize / PITCH_HOP + 1;
-    let mut f0 = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    ensure!(f0.len() >= frames, "only {} of {frames} pitch frames were decided", f0.len());
-    f0.truncate(frames);
+    let f0 = track(&mono, rate, args.block_ms, args.transpose, args.pitch_model.as_deref())?;
+    let frames = f0.len();
     let mut codes = Vec::new();
     coarse_pitch(&f0, &mut codes);
     let mut csv = String::from("time_s,f0_hz,voiced,coarse\n");
@@ -81,16 +72,110 @@ pub fn pitch(args: &PitchArgs) -> Result<()> {
     let voiced = f0.iter().filter(|f| **f > 0.0).count();
     println!("{frames} frames of 10 ms, {voiced} voiced → {}", args.output.display());
     if let Some(plot) = &args.plot {
-        draw(plot, &mono, rate, &f0)?;
+        draw(plot, &[("input", &mono, &f0)], rate, &[])?;
         println!("plot: {}", plot.display());
     }
     Ok(())
 }
 
-/// A spectrogram of `audio` (0-1 kHz, 64 ms windows every 10 ms) with the f0 track over it.
-fn draw(path: &Path, audio: &[f32], rate: f64, f0: &[f32]) -> Result<()> {
+/// The f0 of every 10 ms of `mono` (at `rate`), as the worker's pitch step decides it (the
+/// built-in estimator, or the RMVPE model at `pitch_model`), transposed by `semitones`.
+pub fn track(mono: &[f32], rate: f64, block_ms: f64, semitones: f32, pitch_model: Option<&Path>) -> Result<Vec<f32>> {
+    let (model, index) = (model_slot(Arc::default(), ModelOptions::default()), IndexSlot::default());
+    let recorder = PitchRecorder::default();
+    let pitch_models = crate::loaded(pitch_model_slot(Arc::default()), pitch_model)?;
+    let files = VoiceFiles::new(model.reader(), index.reader()).with_pitch_model(pitch_models.reader());
+    let controls = VoiceControls { transpose: semitones, ..VoiceControls::default() };
+    // The engine's flush (its latency in silence) covers the estimator's look-ahead.
+    run_pipeline(files, mono, rate, block_ms, Box::new(recorder.clone()), controls)?;
+    let frames = (mono.len() as f64 * 16_000.0 / rate) as usize / PITCH_HOP + 1;
+    let mut f0 = recorder.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    ensure!(f0.len() >= frames, "only {} of {frames} pitch frames were decided", f0.len());
+    f0.truncate(frames);
+    Ok(f0)
+}
+
+/// One panel per `(name, audio, f0)`: a spectrogram (0-1 kHz, 64 ms windows every 10 ms) with
+/// the f0 track over it; below them, when `steps` has any, the worker's milliseconds per block
+/// for each step `(name, ms)`.
+pub fn draw(path: &Path, panels: &[(&str, &[f32], &[f32])], rate: f64, steps: &[(String, f64)]) -> Result<()> {
     use plotters::prelude::*;
     rvc_stage::plot::register_font().map_err(anyhow::Error::msg)?;
+    let height = 560 * panels.len() as u32 + if steps.is_empty() { 0 } else { 320 };
+    let root = BitMapBackend::new(path, (1200, height)).into_drawing_area();
+    let draw_error = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("cannot draw {}: {e:?}", path.display());
+    root.fill(&WHITE).map_err(draw_error)?;
+    let (spectrograms, times) = root.split_vertically(560 * panels.len() as u32);
+    for (area, (name, audio, f0)) in spectrograms.split_evenly((panels.len(), 1)).iter().zip(panels) {
+        let (columns, bin_hz) = spectrogram(audio, rate)?;
+        let (low, high) =
+            columns.iter().flatten().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
+        let seconds = audio.len() as f64 / rate;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{name} spectrogram (0-1 kHz) with the pitch track"), ("sans-serif", 18))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..seconds, 0.0..1000.0)
+            .map_err(draw_error)?;
+        chart.configure_mesh().x_desc("time (s)").y_desc("Hz").draw().map_err(draw_error)?;
+        let hop = 1.0 / 100.0;
+        chart
+            .draw_series(columns.iter().enumerate().flat_map(|(t, column)| {
+                column.iter().enumerate().map(move |(bin, v)| {
+                    let shade = (255.0 * (1.0 - (v - low) / (high - low).max(1e-6))) as u8;
+                    let x = t as f64 * hop;
+                    Rectangle::new(
+                        [(x, bin as f64 * bin_hz), (x + hop, (bin + 1) as f64 * bin_hz)],
+                        RGBColor(shade, shade, shade).filled(),
+                    )
+                })
+            }))
+            .map_err(draw_error)?;
+        let voiced_runs = f0.split(|f| *f == 0.0).scan(0usize, |at, run| {
+            let start = *at;
+            *at += run.len() + 1;
+            Some((start, run))
+        });
+        for (start, run) in voiced_runs.filter(|(_, run)| !run.is_empty()) {
+            let points = run.iter().enumerate().map(move |(i, f)| ((start + i) as f64 / 100.0, f64::from(*f)));
+            chart.draw_series(LineSeries::new(points, RED.stroke_width(2))).map_err(draw_error)?;
+        }
+    }
+    if !steps.is_empty() {
+        let most = steps.iter().map(|(_, ms)| *ms).fold(0.1, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(&times)
+            .caption("worker milliseconds per block, by step", ("sans-serif", 18))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(230)
+            .build_cartesian_2d(0.0..most, (0..steps.len()).into_segmented())
+            .map_err(draw_error)?;
+        let names: Vec<String> = steps.iter().map(|(name, _)| name.clone()).collect();
+        chart
+            .configure_mesh()
+            .x_desc("ms")
+            .y_label_formatter(&|segment| match segment {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => names.get(*i).cloned().unwrap_or_default(),
+                SegmentValue::Last => String::new(),
+            })
+            .draw()
+            .map_err(draw_error)?;
+        chart
+            .draw_series(steps.iter().enumerate().map(|(i, (_, ms))| {
+                Rectangle::new(
+                    [(0.0, SegmentValue::Exact(i)), (*ms, SegmentValue::Exact(i + 1))],
+                    BLUE.mix(0.6).filled(),
+                )
+            }))
+            .map_err(draw_error)?;
+    }
+    root.present().map_err(draw_error)?;
+    Ok(())
+}
+
+/// Log magnitudes up to 1 kHz of 64 ms windows every 10 ms, and the width of a bin in Hz.
+fn spectrogram(audio: &[f32], rate: f64) -> Result<(Vec<Vec<f32>>, f64)> {
     let size = ((0.064 * rate) as usize).next_power_of_two().max(64);
     let hop = (rate / 100.0).round().max(1.0) as usize;
     let fft = realfft::RealFftPlanner::<f32>::new().plan_fft_forward(size);
@@ -105,42 +190,5 @@ fn draw(path: &Path, audio: &[f32], rate: f64, f0: &[f32]) -> Result<()> {
         fft.process(&mut frame, &mut spectrum).map_err(|e| anyhow::anyhow!("{e}"))?;
         columns.push(spectrum[..top_bin].iter().map(|c| (c.norm() + 1e-6).log10()).collect::<Vec<f32>>());
     }
-    let (low, high) =
-        columns.iter().flatten().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
-    let seconds = audio.len() as f64 / rate;
-    let root = BitMapBackend::new(path, (1200, 560)).into_drawing_area();
-    let draw_error = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("cannot draw {}: {e:?}", path.display());
-    root.fill(&WHITE).map_err(draw_error)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("input spectrogram (0-1 kHz) with the pitch track", ("sans-serif", 18))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..seconds, 0.0..1000.0)
-        .map_err(draw_error)?;
-    chart.configure_mesh().x_desc("time (s)").y_desc("Hz").draw().map_err(draw_error)?;
-    let bin_hz = rate / size as f64;
-    chart
-        .draw_series(columns.iter().enumerate().flat_map(|(t, column)| {
-            column.iter().enumerate().map(move |(bin, v)| {
-                let shade = (255.0 * (1.0 - (v - low) / (high - low).max(1e-6))) as u8;
-                let x = t as f64 * hop as f64 / rate;
-                Rectangle::new(
-                    [(x, bin as f64 * bin_hz), (x + hop as f64 / rate, (bin + 1) as f64 * bin_hz)],
-                    RGBColor(shade, shade, shade).filled(),
-                )
-            })
-        }))
-        .map_err(draw_error)?;
-    let voiced_runs = f0.split(|f| *f == 0.0).scan(0usize, |at, run| {
-        let start = *at;
-        *at += run.len() + 1;
-        Some((start, run))
-    });
-    for (start, run) in voiced_runs.filter(|(_, run)| !run.is_empty()) {
-        let points = run.iter().enumerate().map(move |(i, f)| ((start + i) as f64 / 100.0, f64::from(*f)));
-        chart.draw_series(LineSeries::new(points, RED.stroke_width(2))).map_err(draw_error)?;
-    }
-    root.present().map_err(draw_error)?;
-    Ok(())
+    Ok((columns, rate / size as f64))
 }
