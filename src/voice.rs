@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 pub use content::{ContentFeatures, DEFAULT_CONTEXT_FRAMES};
 pub use pitch::{PitchFrames, PITCH_HOP};
 pub use status::{Step, StepStatus, StepTimes, VoiceStatus};
-pub use synthesizer::{CONTEXT as SYNTH_CONTEXT, LOOKAHEAD as SYNTH_LOOKAHEAD};
+use synthesizer::LOOKAHEAD as SYNTH_LOOKAHEAD;
 pub use to_model_rate::Audio16k;
 
 use crate::engine::{BlockFailed, FileWait, Stage};
