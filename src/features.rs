@@ -35,15 +35,27 @@ static MODELS: LazyLock<SharedFiles<Mutex<ContentModel>>> = LazyLock::new(Shared
 
 /// A slot that loads models with `options`, finding ONNX Runtime at `runtime` first if set.
 pub fn model_slot(runtime: Arc<RwLock<Option<String>>>, options: ModelOptions) -> ModelSlot {
+    onnx_slot(&MODELS, runtime, format!("{options:?}"), move |path, runtime| {
+        ContentModel::load(path, runtime, options).map(Mutex::new).map_err(|e| e.to_string())
+    })
+}
+
+/// A slot for ONNX models of any kind: `load` gets the file and the ONNX Runtime library the
+/// state names (`runtime`, read at each load); instances loading the same file with the same
+/// `settings` share one copy through `files`.
+pub(crate) fn onnx_slot<T: Send + Sync + 'static>(
+    files: &'static SharedFiles<T>,
+    runtime: Arc<RwLock<Option<String>>>,
+    settings: String,
+    load: impl Fn(&std::path::Path, Option<&std::path::Path>) -> Result<T, String> + Send + Sync + 'static,
+) -> Slot<T> {
     Slot::new(Arc::new(move |path| {
         let runtime = runtime.read().unwrap_or_else(|e| e.into_inner()).clone().map(PathBuf::from);
-        let model = MODELS.get_or_load(path, &format!("{options:?}"), || {
-            ContentModel::load(path, runtime.as_deref(), options).map(Mutex::new).map_err(|e| e.to_string())
-        });
-        // Loading builds and drops the file's bytes, the whole-model session and the halves'
-        // bytes: hundreds of MB in small heap blocks that glibc keeps mapped. Hand them back.
+        let loaded = files.get_or_load(path, &settings, || load(path, runtime.as_deref()));
+        // Loading builds and drops the file's bytes, sessions and rewritten graphs: hundreds of
+        // MB in small heap blocks that glibc keeps mapped. Hand them back.
         // SAFETY: malloc_trim only releases free heap memory; any thread may call it.
         unsafe { libc::malloc_trim(0) };
-        model
+        loaded
     }))
 }

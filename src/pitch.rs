@@ -20,7 +20,6 @@ pub use rmvpe::{PitchModelError, RmvpeContract, RmvpeModel};
 pub use salience::{decode_salience, SALIENCE_BINS, UNVOICED_THRESHOLD};
 pub use tracker::{PitchTracker, FRAME as TRACKER_FRAME, LOOKAHEAD, WINDOW_BEFORE};
 
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use crate::engine::slot::{SharedFiles, Slot, SlotReader};
@@ -35,10 +34,7 @@ static PITCH_MODELS: LazyLock<SharedFiles<Mutex<RmvpeModel>>> = LazyLock::new(Sh
 
 /// A slot that loads RMVPE models, finding ONNX Runtime at `runtime` first if set.
 pub fn pitch_model_slot(runtime: Arc<RwLock<Option<String>>>) -> PitchModelSlot {
-    Slot::new(Arc::new(move |path| {
-        let runtime = runtime.read().unwrap_or_else(|e| e.into_inner()).clone().map(PathBuf::from);
-        PITCH_MODELS.get_or_load(path, "", || {
-            RmvpeModel::load(path, runtime.as_deref()).map(Mutex::new).map_err(|e| e.to_string())
-        })
-    }))
+    crate::features::onnx_slot(&PITCH_MODELS, runtime, String::new(), |path, runtime| {
+        RmvpeModel::load(path, runtime).map(Mutex::new).map_err(|e| e.to_string())
+    })
 }

@@ -13,7 +13,6 @@ pub use model::{SynthError, SynthInfo, SynthInput, SynthModel};
 pub use noise::{PriorNoise, NOISE_SCALE};
 pub use sola::Sola;
 
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use crate::engine::slot::{SharedFiles, Slot, SlotReader};
@@ -29,13 +28,7 @@ static SYNTHS: LazyLock<SharedFiles<Mutex<SynthModel>>> = LazyLock::new(SharedFi
 
 /// A slot that loads synthesizers with `options`, finding ONNX Runtime at `runtime` first if set.
 pub fn synth_slot(runtime: Arc<RwLock<Option<String>>>, options: ModelOptions) -> SynthSlot {
-    Slot::new(Arc::new(move |path| {
-        let runtime = runtime.read().unwrap_or_else(|e| e.into_inner()).clone().map(PathBuf::from);
-        let model = SYNTHS.get_or_load(path, &format!("{options:?}"), || {
-            SynthModel::load(path, runtime.as_deref(), options).map(Mutex::new).map_err(|e| e.to_string())
-        });
-        // SAFETY: malloc_trim only releases free heap memory; any thread may call it.
-        unsafe { libc::malloc_trim(0) };
-        model
-    }))
+    crate::features::onnx_slot(&SYNTHS, runtime, format!("{options:?}"), move |path, runtime| {
+        SynthModel::load(path, runtime, options).map(Mutex::new).map_err(|e| e.to_string())
+    })
 }

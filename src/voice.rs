@@ -17,6 +17,7 @@
 mod content;
 mod index_blend;
 mod pitch;
+mod resampler;
 mod status;
 mod synthesizer;
 mod to_host_rate;

@@ -1,6 +1,5 @@
 //! Step 5, model rate → host rate, on the worker thread: the synthesizer's voice stream
-//! (32, 40 or 48 kHz) is resampled with rubato's asynchronous sinc resampler, one 10 ms frame
-//! per call, and queued; each block takes the stage's output from the queue.
+//! (32, 40 or 48 kHz) is resampled ([`MonoResampler`]), one 10 ms frame per call, and queued; each block takes the stage's output from the queue.
 //!
 //! Timing is fixed by construction: the voice of frame `j` (host time `j · rate / 100`) goes
 //! out [`ToHostRate::queue_delay`] samples later, whatever the model and however far the
@@ -11,49 +10,21 @@
 
 use std::collections::VecDeque;
 
-use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Async, FixedAsync, Resampler, SincInterpolationParameters, WindowFunction};
-
+use super::resampler::MonoResampler;
 use super::synthesizer::ModelAudio;
 
 /// The rates RVC's synthesizers speak at; the queue delay covers the slowest resampler.
 const MODEL_RATES: [u32; 3] = [32_000, 40_000, 48_000];
 
+/// The resampler of the voice in use and its rate.
 struct Converter {
     rate: u32,
-    resampler: Async<f32>,
-    output: Vec<f32>,
-    /// Filter delay still to drop at the start of the stream, in host samples.
-    skip: usize,
+    resampler: MonoResampler,
 }
 
 impl Converter {
     fn new(rate: u32, host_rate: f64) -> Result<Self, String> {
-        let parameters = SincInterpolationParameters::new(128, WindowFunction::BlackmanHarris2);
-        let resampler = Async::<f32>::new_sinc(
-            host_rate / f64::from(rate),
-            1.0,
-            &parameters,
-            rate as usize / 100,
-            1,
-            FixedAsync::Input,
-        )
-        .map_err(|e| format!("cannot resample {rate} Hz to {host_rate} Hz: {e}"))?;
-        let output = vec![0.0; resampler.output_frames_max()];
-        let skip = resampler.output_delay();
-        Ok(Converter { rate, resampler, output, skip })
-    }
-
-    /// Resamples one frame of voice onto the back of `queue`.
-    fn push(&mut self, frame: &[f32], queue: &mut VecDeque<f32>) -> Result<(), String> {
-        let input = InterleavedSlice::new(frame, 1, frame.len()).map_err(|e| e.to_string())?;
-        let frames = self.output.len();
-        let mut output = InterleavedSlice::new_mut(&mut self.output, 1, frames).map_err(|e| e.to_string())?;
-        let (_, written) = self.resampler.process_into_buffer(&input, &mut output, None).map_err(|e| e.to_string())?;
-        let dropped = self.skip.min(written);
-        self.skip -= dropped;
-        queue.extend(&self.output[dropped..written]);
-        Ok(())
+        Ok(Converter { rate, resampler: MonoResampler::new(f64::from(rate), host_rate, rate as usize / 100)? })
     }
 }
 
@@ -72,8 +43,11 @@ impl ToHostRate {
     /// For a host at `host_rate` whose voice frames are decided at most `frame_lag` host
     /// samples after their own end.
     pub fn new(host_rate: f64, frame_lag: f64) -> Self {
-        let slowest_filter =
-            MODEL_RATES.iter().filter_map(|&rate| Converter::new(rate, host_rate).ok()).map(|c| c.skip).max();
+        let slowest_filter = MODEL_RATES
+            .iter()
+            .filter_map(|&rate| Converter::new(rate, host_rate).ok())
+            .map(|c| c.resampler.delay())
+            .max();
         let frame = host_rate / 100.0;
         // +2: rounding of the frame's start, and of the resampler's output count.
         let queue_delay = (frame_lag + frame).ceil() as u64 + slowest_filter.unwrap_or(0) as u64 + 2;
@@ -100,7 +74,7 @@ impl ToHostRate {
         }
         let Some(converter) = &mut self.converter else { return Ok(false) };
         for frame in voice.samples.chunks_exact(voice.rate as usize / 100) {
-            converter.push(frame, &mut self.queue)?;
+            self.queue.extend(converter.resampler.process(frame)?);
         }
         // Voice meant for before this block (none, unless a stream started late) is dropped.
         let passed = (block.0.saturating_sub(self.queue_start) as usize).min(self.queue.len());
@@ -126,10 +100,7 @@ impl ToHostRate {
     /// A new voice stream whose first sample is the start of frame `voice.first_frame`.
     fn start(&mut self, voice: &ModelAudio) -> Result<(), String> {
         match &mut self.converter {
-            Some(converter) if converter.rate == voice.rate => {
-                converter.resampler.reset();
-                converter.skip = converter.resampler.output_delay();
-            }
+            Some(converter) if converter.rate == voice.rate => converter.resampler.reset(),
             _ => self.converter = Some(Converter::new(voice.rate, self.host_rate)?),
         }
         self.queue.clear();
