@@ -409,6 +409,54 @@ fn spectral_centroid(audio: &[f32], rate: f64) -> f64 {
     weighted / total
 }
 
+/// Protect acts on unvoiced frames only: with every frame voiced it changes nothing; over a
+/// noise burst it keeps the unblended features there.
+#[test]
+fn protect_changes_unvoiced_frames_only() {
+    let index = common::generated("reference_search.py").join("fast_scan_768.index");
+    let voice = Voice { index: loaded(IndexSlot::default(), &index), ..demo_voice() };
+    let rate = 48_000.0;
+    let render = |input: &[f32], protect| {
+        let controls = VoiceControls { index_ratio: 1.0, protect, ..VoiceControls::default() };
+        convert(&voice, input, rate, 512, controls).0
+    };
+    // The first and last frames of a stream are unvoiced (the estimator's window reaches into
+    // silence): compare the middle, 0.5 s from either end, beyond the 24 frames of context
+    // the demo voice's window has.
+    let voiced = vowel(rate, 150.0, 2.0, 0.0);
+    let middle = (0.5 * rate) as usize..(1.5 * rate) as usize;
+    let (protected, open) = (render(&voiced, 0.0), render(&voiced, 0.5));
+    let changed = protected[middle.clone()].iter().zip(&open[middle]).filter(|(a, b)| a != b).count();
+    assert_eq!(changed, 0, "Protect changed {changed} samples of a voiced vowel");
+    let mut burst = voiced.clone();
+    let noise = common::noise(5, (0.3 * rate) as usize, 0.3);
+    burst[(1.0 * rate) as usize..][..noise.len()].copy_from_slice(&noise);
+    let (protected, open) = (render(&burst, 0.0), render(&burst, 0.5));
+    let changed = protected.iter().zip(&open).filter(|(a, b)| (*a - *b).abs() > 1e-4).count();
+    assert!(changed > noise.len() / 4, "Protect changed {changed} samples around a {} sample burst", noise.len());
+}
+
+/// RMS Mix 0 gives the voice the input's loudness contour; 1 keeps the synthesizer's own.
+#[test]
+fn rms_mix_follows_the_input_loudness() {
+    let voice = demo_voice();
+    let rate = 48_000.0;
+    let mut input = vowel(rate, 150.0, 2.0, 0.0);
+    let half = input.len() / 2;
+    for x in &mut input[half..] {
+        *x *= 0.1; // 20 dB quieter
+    }
+    let ratio = |rms_mix| {
+        let (out, _) = convert(&voice, &input, rate, 512, VoiceControls { rms_mix, ..VoiceControls::default() });
+        let steady = (0.3 * rate) as usize;
+        rms(&out[half - 2 * steady..half - steady]) / rms(&out[input.len() - 2 * steady..input.len() - steady])
+    };
+    let (following, own) = (ratio(0.0), ratio(1.0));
+    eprintln!("loudness ratio: RMS Mix 0 {following}, RMS Mix 1 {own}");
+    assert!((following / 10.0).ln().abs() < 0.25, "RMS Mix 0: the voice got {following}x quieter, the input 10x");
+    assert!(own < 3.0, "RMS Mix 1: the synthesizer's own loudness changed {own}x");
+}
+
 #[test]
 fn a_voiced_onset_comes_out_where_the_reported_latency_says() {
     let voice = demo_voice();
