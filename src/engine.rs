@@ -117,6 +117,14 @@ pub struct EngineStats {
     pub blocks: AtomicU64,
     /// Blocks whose stage panicked (they passed dry).
     pub crashes: AtomicU64,
+    /// Samples the audio thread has processed since activation.
+    processed: AtomicU64,
+    /// `processed` when the last under-run began.
+    last_underrun_at: AtomicU64,
+    /// The largest |sample| of the input and of the output since a display last took them (f32
+    /// bits: for non-negative floats their order is the integers' order, so `fetch_max` works).
+    input_peak: AtomicU32,
+    output_peak: AtomicU32,
 }
 
 impl EngineStats {
@@ -135,6 +143,40 @@ impl EngineStats {
     pub fn crashes(&self) -> u64 {
         self.crashes.load(Ordering::Relaxed)
     }
+
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+
+    /// How many samples ago the last under-run began; `None` before the first.
+    pub fn samples_since_underrun(&self) -> Option<u64> {
+        (self.underruns() > 0).then(|| self.processed().saturating_sub(self.last_underrun_at.load(Ordering::Relaxed)))
+    }
+
+    /// The input and output peaks (linear) since the last call, for a level meter.
+    pub fn take_peaks(&self) -> (f32, f32) {
+        let take = |peak: &AtomicU32| f32::from_bits(peak.swap(0, Ordering::Relaxed));
+        (take(&self.input_peak), take(&self.output_peak))
+    }
+
+    /// Audio thread.
+    fn count_underrun(&self) {
+        self.underruns.fetch_add(1, Ordering::Relaxed);
+        self.last_underrun_at.store(self.processed(), Ordering::Relaxed);
+    }
+
+    /// Audio thread: one call's samples and levels.
+    fn record_call(&self, samples: usize, input_peak: f32, output_peak: f32) {
+        self.processed.fetch_add(samples as u64, Ordering::Relaxed);
+        self.input_peak.fetch_max(input_peak.to_bits(), Ordering::Relaxed);
+        self.output_peak.fetch_max(output_peak.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// The largest |sample| in `channels` (NaN ignored, infinity capped), audio thread.
+fn peak(channels: &[&mut [f32]]) -> f32 {
+    let peak = channels.iter().flat_map(|c| c.iter()).fold(0.0f32, |peak, x| peak.max(x.abs()));
+    peak.min(f32::MAX)
 }
 
 /// The restart handshake between the audio thread (requests) and the worker (acknowledges).
@@ -237,7 +279,10 @@ impl<C: StageControls> Engine<C> {
 
     /// Audio thread: see [`AudioProcessor::process`].
     pub fn process(&mut self, channels: &mut [&mut [f32]], controls: Controls<C>) {
+        let input_peak = peak(channels);
         self.audio.process(channels, controls);
+        let samples = channels.iter().map(|c| c.len()).min().unwrap_or(0);
+        self.audio.stats().record_call(samples, input_peak, peak(channels));
     }
 
     /// Audio thread: see [`AudioProcessor::reset`].

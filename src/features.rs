@@ -38,6 +38,7 @@ pub fn model_slot(runtime: Arc<RwLock<Option<String>>>, options: ModelOptions) -
     onnx_slot(&MODELS, runtime, format!("{options:?}"), move |path, runtime| {
         ContentModel::load(path, runtime, options).map(Mutex::new).map_err(|e| e.to_string())
     })
+    .describing(|model| model.lock().unwrap_or_else(|e| e.into_inner()).describe())
 }
 
 /// A slot for ONNX models of any kind: `load` gets the file and the ONNX Runtime library the

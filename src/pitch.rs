@@ -37,4 +37,5 @@ pub fn pitch_model_slot(runtime: Arc<RwLock<Option<String>>>) -> PitchModelSlot 
     crate::features::onnx_slot(&PITCH_MODELS, runtime, String::new(), |path, runtime| {
         RmvpeModel::load(path, runtime).map(Mutex::new).map_err(|e| e.to_string())
     })
+    .describing(|model| model.lock().unwrap_or_else(|e| e.into_inner()).contract().to_string())
 }

@@ -32,6 +32,7 @@ pub fn index_slot(settings: SearchSettings) -> IndexSlot {
             FeatureIndex::load(path, settings).map_err(|e| e.to_string())
         })
     }))
+    .describing(|index| index.summary().to_string())
 }
 
 impl Default for IndexSlot {

@@ -31,4 +31,5 @@ pub fn synth_slot(runtime: Arc<RwLock<Option<String>>>, options: ModelOptions) -
     crate::features::onnx_slot(&SYNTHS, runtime, format!("{options:?}"), move |path, runtime| {
         SynthModel::load(path, runtime, options).map(Mutex::new).map_err(|e| e.to_string())
     })
+    .describing(|model| model.lock().unwrap_or_else(|e| e.into_inner()).info().to_string())
 }

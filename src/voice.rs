@@ -284,6 +284,7 @@ impl VoiceStage {
             status
                 .run(Step::Pitch, || self.pitch.track(&self.audio_16k, controls.transpose, pitch_wanted, &mut self.f0));
         }
+        status.pitch(newest_voiced(self.f0.f0()).filter(|_| !silent && pitch_wanted));
         // 3. The features pulled towards the index's voice.
         status.run(Step::IndexBlend, || self.index_blend.apply(&self.frames, controls.index_ratio, &mut self.blended));
         if let Some(tap) = &mut self.tap {
@@ -335,6 +336,11 @@ impl VoiceStage {
             .min();
         self.audio_16k.trim_before(needed.unwrap_or(self.audio_16k.end()));
     }
+}
+
+/// The newest voiced f0 of the last 100 ms of a track, for displays.
+fn newest_voiced(f0: &[f32]) -> Option<f32> {
+    f0.iter().rev().take(10).copied().find(|hz| *hz > 0.0)
 }
 
 impl Stage for VoiceStage {

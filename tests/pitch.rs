@@ -323,7 +323,7 @@ fn the_pitch_step_runs_a_chosen_rmvpe_model_whatever_the_blocks() {
     let signal = &signals()[1];
     let model = rmvpe_model("wokada");
     let (f0, status) = pipeline_pitch_with(signal, 48_000, 100.0, 0.0, Some(&model));
-    assert!(matches!(&status.file, Some(SlotStatus::Ready { path }) if *path == model), "{status:?}");
+    assert!(matches!(&status.file, Some(SlotStatus::Ready { path, .. }) if *path == model), "{status:?}");
     assert_eq!((f0.len(), status.error), (signal.f0.len(), None), "every frame decided");
     let (other_blocks, _) = pipeline_pitch_with(signal, 48_000, 330.0, 0.0, Some(&model));
     assert_eq!(f0, other_blocks, "the same track whatever the block size");

@@ -278,7 +278,7 @@ fn a_features_index_dimension_mismatch_turns_retrieval_off_and_says_why() {
         "{errors:?}"
     );
     let board = status.snapshot();
-    assert!(matches!(&board[1].file, Some(SlotStatus::Ready { path }) if *path == tiny_model(256)), "{board:?}");
+    assert!(matches!(&board[1].file, Some(SlotStatus::Ready { path, .. }) if *path == tiny_model(256)), "{board:?}");
     assert!(board[1].times.blocks > 0 && board[1].error.is_none(), "{board:?}");
 }
 

@@ -301,7 +301,7 @@ impl<C: StageControls> AudioProcessor<C> {
         // full when the sample ring is.
         if self.to_worker.slots() < n || self.control_events.slots() < events {
             if !self.late {
-                self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+                self.stats.count_underrun();
             }
             self.late = true;
             self.request_restart();
@@ -484,7 +484,7 @@ impl<C: StageControls> AudioProcessor<C> {
             return;
         }
         if late_now && !self.late {
-            self.stats.underruns.fetch_add(1, Ordering::Relaxed);
+            self.stats.count_underrun();
         }
         self.late = late_now;
     }

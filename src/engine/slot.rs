@@ -30,8 +30,8 @@ pub enum SlotStatus {
     Empty,
     /// A file is being loaded; the previous resource (if any) stays in use meanwhile.
     Loading { path: PathBuf },
-    /// This file is in use.
-    Ready { path: PathBuf },
+    /// This file is in use; `about` says what it is ("RVC v2 48 kHz, f0").
+    Ready { path: PathBuf, about: String },
     /// The last request failed; `kept` is the file still in use, if any.
     Failed { path: PathBuf, reason: String, kept: Option<PathBuf> },
 }
@@ -81,10 +81,14 @@ impl<T> Shared<T> {
 /// Reads a file into the resource, or says why it cannot. Runs on a loader thread.
 pub type Loader<T> = Arc<dyn Fn(&Path) -> Result<Arc<T>, String> + Send + Sync>;
 
+/// What a loaded resource is, in a few words, for displays. Runs on the loader thread.
+pub type Describe<T> = fn(&T) -> String;
+
 /// The resource chosen by the user. Main thread; hands readers to workers.
 pub struct Slot<T: Send + Sync + 'static> {
     shared: Arc<Shared<T>>,
     load: Loader<T>,
+    describe: Describe<T>,
 }
 
 impl<T: Send + Sync + 'static> std::fmt::Debug for Slot<T> {
@@ -102,7 +106,13 @@ impl<T: Send + Sync + 'static> Slot<T> {
             generation: AtomicU64::new(0),
             resolved: AtomicU64::new(0),
         });
-        Slot { shared, load }
+        Slot { shared, load, describe: |_| String::new() }
+    }
+
+    /// The slot with `describe` saying what its loaded files are.
+    pub fn describing(mut self, describe: Describe<T>) -> Self {
+        self.describe = describe;
+        self
     }
 
     /// Starts loading `path` in the background (or turns the step off for `None`). Returns at
@@ -113,16 +123,16 @@ impl<T: Send + Sync + 'static> Slot<T> {
         let request = self.shared.requests.fetch_add(1, Ordering::AcqRel) + 1;
         lock(&self.shared.published).chosen = path.clone();
         let Some(path) = path else {
-            if let Some(replaced) = publish(&self.shared, request, None) {
+            if let Some(replaced) = publish(&self.shared, request, None, String::new()) {
                 release_off_thread(replaced);
             }
             self.shared.resolved.fetch_max(request, Ordering::AcqRel);
             return;
         };
         *lock(&self.shared.status.0) = SlotStatus::Loading { path: path.clone() };
-        let (shared, load) = (self.shared.clone(), self.load.clone());
+        let (shared, load, describe) = (self.shared.clone(), self.load.clone(), self.describe);
         let spawned = spawn_detached("rvc-stage-loader", move || {
-            load_and_publish(&shared, request, path, &*load);
+            load_and_publish(&shared, request, path, &*load, describe);
             shared.resolved.fetch_max(request, Ordering::AcqRel);
         });
         if let Err(error) = spawned {
@@ -171,6 +181,7 @@ fn load_and_publish<T>(
     request: u64,
     path: PathBuf,
     load: &dyn Fn(&Path) -> Result<Arc<T>, String>,
+    describe: Describe<T>,
 ) {
     // A panic in a loader (a library asserting on a bad file) must not leave the slot loading
     // forever: it becomes a failure like any other.
@@ -180,8 +191,9 @@ fn load_and_publish<T>(
     // worker still holds it (it frees it then, when it lets go).
     match loaded {
         Ok(resource) => {
-            tracing::info!("RVC Stage loaded {}", path.display());
-            drop(publish(shared, request, Some((path, resource))))
+            let about = describe(&resource);
+            tracing::info!("RVC Stage loaded {} ({about})", path.display());
+            drop(publish(shared, request, Some((path, resource)), about))
         }
         Err(reason) => fail(shared, request, &path, reason),
     }
@@ -189,13 +201,18 @@ fn load_and_publish<T>(
 
 /// Makes `resource` current, unless a newer request was made, and returns the one it replaced
 /// (or `resource` itself when superseded), for the caller to drop.
-fn publish<T>(shared: &Shared<T>, request: u64, resource: Option<(PathBuf, Arc<T>)>) -> Option<Arc<T>> {
+fn publish<T>(
+    shared: &Shared<T>,
+    request: u64,
+    resource: Option<(PathBuf, Arc<T>)>,
+    about: String,
+) -> Option<Arc<T>> {
     let mut published = lock(&shared.published);
     if shared.requests.load(Ordering::Acquire) != request {
         return resource.map(|(_, resource)| resource);
     }
     *lock(&shared.status.0) = match &resource {
-        Some((path, _)) => SlotStatus::Ready { path: path.clone() },
+        Some((path, _)) => SlotStatus::Ready { path: path.clone(), about },
         None => SlotStatus::Empty,
     };
     let replaced = std::mem::replace(&mut published.current, resource).map(|(_, resource)| resource);

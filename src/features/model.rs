@@ -226,6 +226,17 @@ impl ContentModel {
         }
     }
 
+    /// What the model is and how it runs, for displays.
+    pub fn describe(&self) -> String {
+        let version = if self.dim == 768 { "v2" } else { "v1" };
+        let scheme = if self.is_split() { "cut after its conv front end" } else { "run whole" };
+        let precision = match self.precision {
+            Precision::Float32 => "",
+            Precision::Int8 => ", int8 matrix products",
+        };
+        format!("HuBERT / ContentVec {}-d (RVC {version}), {scheme}{precision}", self.dim)
+    }
+
     /// Values per frame: 256 or 768.
     pub fn dim(&self) -> usize {
         self.dim

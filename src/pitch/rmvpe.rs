@@ -41,6 +41,15 @@ pub enum RmvpeContract {
     Waveform { waveform: String, threshold: String, output: String },
 }
 
+impl std::fmt::Display for RmvpeContract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RmvpeContract::Mel { .. } => "RMVPE, RVC export (log-mel in)",
+            RmvpeContract::Waveform { .. } => "RMVPE, w-okada export (waveform in)",
+        })
+    }
+}
+
 /// A loaded RMVPE model.
 #[derive(Debug)]
 pub struct RmvpeModel {

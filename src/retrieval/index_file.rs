@@ -55,6 +55,36 @@ pub struct IndexSummary {
     pub nprobe: u64,
 }
 
+impl fmt::Display for IndexSummary {
+    /// faiss's factory string, then the size: "IVF316,PQ384x4fs,RFlat, 100 000 vectors, 768-d".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.layout {
+            IndexLayout::IvfFlat => write!(f, "IVF{},Flat", self.nlist)?,
+            IndexLayout::IvfPqFastScanRefineFlat { pq_m, by_residual, .. } => {
+                write!(f, "IVF{},PQ{pq_m}x4fs{},RFlat", self.nlist, if by_residual { "r" } else { "" })?
+            }
+        }
+        write!(f, ", {} vectors, {}-d", thousands(self.vectors), self.dim)?;
+        if self.metric == Metric::InnerProduct {
+            f.write_str(", inner product")?;
+        }
+        Ok(())
+    }
+}
+
+/// `n` with a space between groups of three digits.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// Why a file is not a usable index. Messages name the field and byte offset, so a user can
 /// tell a truncated download from a wrong file type.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -1,10 +1,11 @@
 //! The voice pipeline's status board: for every step, the file it reads (content model,
 //! index), the last error in words, and its time per block. The one place problems are
 //! reported: the worker records each step's outcome, logs an error when it appears or changes,
-//! and publishes the board after every block without waiting (when a reader holds the lock, the
-//! update comes with the next block). Displays — the CLI's report, a future editor — read
-//! snapshots from any thread.
+//! and publishes the board after every block without waiting: times and pitch as atomics,
+//! changed errors behind a lock it only tries (when a reader holds it, they come with the next
+//! block). Displays — the CLI's report, the editor — read snapshots from any thread.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,12 +54,29 @@ impl StepTimes {
     }
 }
 
-/// One step's outcome as the worker last recorded it.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct StepReport {
-    /// Why the step did not do its work on the last block; `None` when it did.
-    error: Option<String>,
-    times: StepTimes,
+/// One step's times as atomics, so the worker publishes them after every block without a lock.
+#[derive(Debug, Default)]
+struct SharedTimes {
+    blocks: AtomicU64,
+    last_ns: AtomicU64,
+    total_ns: AtomicU64,
+}
+
+impl SharedTimes {
+    fn store(&self, times: &StepTimes) {
+        self.last_ns.store(times.last.as_nanos() as u64, Ordering::Relaxed);
+        self.total_ns.store(times.total.as_nanos() as u64, Ordering::Relaxed);
+        self.blocks.store(times.blocks, Ordering::Release);
+    }
+
+    fn load(&self) -> StepTimes {
+        let blocks = self.blocks.load(Ordering::Acquire);
+        StepTimes {
+            blocks,
+            last: Duration::from_nanos(self.last_ns.load(Ordering::Relaxed)),
+            total: Duration::from_nanos(self.total_ns.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 /// A step's status, as displays read it.
@@ -74,25 +92,36 @@ pub struct StepStatus {
 
 /// The board, shared between the worker (writer) and displays (readers).
 pub struct VoiceStatus {
-    reports: Mutex<[StepReport; 6]>,
+    /// Why each step failed on the last block. Changes rarely; the worker writes it only when
+    /// it changed, and never waits for it.
+    errors: Mutex<[Option<String>; 6]>,
+    times: [SharedTimes; 6],
+    /// The newest voiced f0 the pitch step produced (Hz, after transposition; f32 bits, 0 for
+    /// none in the last block).
+    pitch: AtomicU32,
     files: [Option<SlotWatch>; 6],
 }
 
 impl VoiceStatus {
     /// Every step's status, in pipeline order.
     pub fn snapshot(&self) -> Vec<StepStatus> {
-        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Step::ALL
             .iter()
-            .zip(reports)
-            .zip(&self.files)
-            .map(|((step, report), file)| StepStatus {
+            .zip(errors)
+            .zip(self.times.iter().zip(&self.files))
+            .map(|((step, error), (times, file))| StepStatus {
                 step: *step,
                 file: file.as_ref().map(SlotWatch::status),
-                error: report.error,
-                times: report.times,
+                error,
+                times: times.load(),
             })
             .collect()
+    }
+
+    /// The voice's current pitch in Hz (after transposition), if the last block had one.
+    pub fn pitch_hz(&self) -> Option<f32> {
+        Some(f32::from_bits(self.pitch.load(Ordering::Relaxed))).filter(|hz| *hz > 0.0)
     }
 
     /// The errors of the last block, each named by its step.
@@ -104,7 +133,10 @@ impl VoiceStatus {
 /// The worker's side of the board: outcomes are recorded here and published once per block.
 pub struct StatusWriter {
     shared: Arc<VoiceStatus>,
-    local: [StepReport; 6],
+    errors: [Option<String>; 6],
+    times: [StepTimes; 6],
+    /// Whether `errors` changed since readers last got them.
+    errors_changed: bool,
 }
 
 impl StatusWriter {
@@ -116,8 +148,13 @@ impl StatusWriter {
         files[Step::IndexBlend as usize] = Some(index);
         files[Step::Pitch as usize] = pitch_model;
         files[Step::Synthesizer as usize] = synth;
-        let shared = Arc::new(VoiceStatus { reports: Mutex::default(), files });
-        StatusWriter { shared, local: Default::default() }
+        let shared = Arc::new(VoiceStatus {
+            errors: Mutex::default(),
+            times: Default::default(),
+            pitch: AtomicU32::new(0),
+            files,
+        });
+        StatusWriter { shared, errors: Default::default(), times: Default::default(), errors_changed: false }
     }
 
     pub fn board(&self) -> Arc<VoiceStatus> {
@@ -128,28 +165,44 @@ impl StatusWriter {
     pub fn run(&mut self, step: Step, work: impl FnOnce() -> Result<(), String>) -> bool {
         let started = Instant::now();
         let outcome = work();
-        let report = &mut self.local[step as usize];
         let took = started.elapsed();
-        report.times = StepTimes { blocks: report.times.blocks + 1, last: took, total: report.times.total + took };
+        let times = &mut self.times[step as usize];
+        *times = StepTimes { blocks: times.blocks + 1, last: took, total: times.total + took };
         let error = outcome.err();
-        if error.is_some() && error != report.error {
-            tracing::warn!("RVC Stage, {}: {}", step.name(), error.as_deref().unwrap_or_default());
+        let known = &mut self.errors[step as usize];
+        if error != *known {
+            if let Some(error) = &error {
+                tracing::warn!("RVC Stage, {}: {error}", step.name());
+            }
+            *known = error;
+            self.errors_changed = true;
         }
-        report.error = error;
-        report.error.is_none()
+        known.is_none()
     }
 
-    /// Makes this block's outcomes visible to readers, unless one is reading right now.
-    pub fn publish(&self) {
-        if let Ok(mut reports) = self.shared.reports.try_lock() {
-            reports.clone_from(&self.local);
+    /// Records the block's newest voiced f0 (Hz), or none.
+    pub fn pitch(&self, hz: Option<f32>) {
+        self.shared.pitch.store(hz.unwrap_or(0.0).to_bits(), Ordering::Relaxed);
+    }
+
+    /// Makes this block's outcomes visible to readers: the times at once, changed errors unless
+    /// a reader holds them right now (then with a later block).
+    pub fn publish(&mut self) {
+        for (shared, times) in self.shared.times.iter().zip(&self.times) {
+            shared.store(times);
+        }
+        if self.errors_changed {
+            if let Ok(mut errors) = self.shared.errors.try_lock() {
+                errors.clone_from(&self.errors);
+                self.errors_changed = false;
+            }
         }
     }
 }
 
 impl Drop for StatusWriter {
-    /// The last block's outcomes are published even if a reader was busy then.
+    /// The last block's errors are published even if a reader was busy then.
     fn drop(&mut self) {
-        self.shared.reports.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&self.local);
+        self.shared.errors.lock().unwrap_or_else(|e| e.into_inner()).clone_from(&self.errors);
     }
 }

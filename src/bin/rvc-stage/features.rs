@@ -138,18 +138,13 @@ fn run_chain(
     Ok((recorded, status.snapshot()))
 }
 
-/// How the model ran: cut or whole, float32 or int8.
+/// What the model is and how it ran: cut or whole, float32 or int8.
 fn describe_model(models: &ModelSlot) -> String {
     let mut reader = models.reader();
     reader.refresh();
     let Some(model) = reader.get() else { return String::new() };
-    let model = model.lock().unwrap_or_else(|e| e.into_inner());
-    let scheme = if model.is_split() { "cut after its conv front end" } else { "run whole" };
-    let precision = match model.precision() {
-        Precision::Float32 => "float32",
-        Precision::Int8 => "int8 matrix products",
-    };
-    format!("model: {scheme}, {precision}")
+    let description = model.lock().unwrap_or_else(|e| e.into_inner()).describe();
+    format!("model: {description}")
 }
 
 /// How many 16 kHz samples `len` samples at `rate` become.
