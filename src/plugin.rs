@@ -3,6 +3,8 @@
 //! join the engine's worker); `process` and `reset` run on the **audio thread** and only forward
 //! to the engine.
 
+pub mod editor;
+pub mod live;
 mod params;
 
 use std::num::NonZeroU32;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use nice_plug::prelude::*;
 
 use crate::engine::{Controls, Engine, EngineConfig, RenderMode};
+use editor::{RunningEngine, RvcEditor, Running};
 use crate::voice::{FeatureRecorder, VoiceControls, VoiceFiles, VoiceStage, VoiceStatus};
 pub use params::RvcStageParams;
 
@@ -21,9 +24,10 @@ pub use params::RvcStageParams;
 /// comparing with the CLI. Read on activation.
 pub const FEATURE_DUMP_VAR: &str = "RVC_STAGE_FEATURE_DUMP";
 
-#[derive(Default)]
 pub struct RvcStage {
     params: Arc<RvcStageParams>,
+    /// What the running engine publishes, for the editor.
+    running: Arc<Running>,
     /// The running engine; `None` while inactive. Created in `activate`, so constructing the
     /// plugin (what hosts do when they scan) costs nothing.
     engine: Option<Engine<VoiceControls>>,
@@ -36,6 +40,22 @@ pub struct RvcStage {
     restart_requested: bool,
     /// Where the running engine's features go on deactivation ([`FEATURE_DUMP_VAR`]).
     feature_dump: Option<(PathBuf, FeatureRecorder)>,
+}
+
+impl Default for RvcStage {
+    fn default() -> Self {
+        let params = Arc::new(RvcStageParams::default());
+        live::choose_startup_files(&params);
+        RvcStage {
+            params,
+            running: Arc::default(),
+            engine: None,
+            status: None,
+            active_block_ms: 0,
+            restart_requested: false,
+            feature_dump: None,
+        }
+    }
 }
 
 impl RvcStage {
@@ -63,6 +83,7 @@ impl RvcStage {
 
     /// Joins the worker, then writes the feature dump if one was asked for.
     fn stop_engine(&mut self) {
+        self.running.set(None);
         self.engine = None;
         self.status = None;
         if let Some((path, recorder)) = self.feature_dump.take() {
@@ -120,7 +141,7 @@ impl Plugin for RvcStage {
 
     type SysExMessage = ();
     type BackgroundTask = ();
-    type Editor = ();
+    type Editor = RvcEditor;
 
     /// Before a state's fields are applied (in key order: the model before the ONNX Runtime
     /// library it needs), the library it names is recorded, so the model's load uses it.
@@ -130,6 +151,10 @@ impl Plugin for RvcStage {
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        (!live::headless()).then(|| RvcEditor::new(self.params.clone(), self.running.clone()))
     }
 
     fn activate(
@@ -157,6 +182,13 @@ impl Plugin for RvcStage {
         match Engine::start(config, stage) {
             Ok(engine) => {
                 context.set_latency_samples(engine.latency_samples() as u32);
+                self.running.set(Some(RunningEngine {
+                    status: status.clone(),
+                    stats: engine.stats().clone(),
+                    plan: *engine.plan(),
+                    sample_rate: config.sample_rate,
+                    block_ms,
+                }));
                 self.engine = Some(engine);
                 self.status = Some(status);
                 self.active_block_ms = block_ms;

@@ -219,6 +219,12 @@ fn latency(host_rate: f64, to_model_rate: &Result<ToModelRate, String>) -> (usiz
     (latency, to_host_rate)
 }
 
+/// The pipeline's latency in host samples at `host_rate` with blocks of `block` samples, as
+/// [`VoiceStage::new`] would report it (for displays that preview a setting).
+pub fn latency_samples(host_rate: f64, block: usize) -> usize {
+    latency(host_rate, &ToModelRate::new(host_rate, block)).0
+}
+
 impl VoiceStage {
     /// The pipeline for a host at `host_rate` whose engine runs blocks of `block` samples
     /// ([`EngineConfig::block_samples`](crate::engine::EngineConfig::block_samples)). Its

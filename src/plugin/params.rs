@@ -110,6 +110,9 @@ pub struct RvcStageParams {
     /// Runtime loads once per process, so this matters only until the first model is loaded.
     #[persist = "onnxruntime-path"]
     pub onnxruntime: RuntimeFile,
+    /// The editor window's size in logical points.
+    #[persist = "editor-size"]
+    pub editor_size: super::editor::EditorSize,
 }
 
 /// The ONNX Runtime library path in the plugin state. Changing it while no runtime is loaded
@@ -257,6 +260,7 @@ impl Default for RvcStageParams {
             pitch_model: SlotFile(pitch_model.clone()),
             synth: SlotFile(synth.clone()),
             onnxruntime: RuntimeFile { path: runtime, model: hubert, pitch_model, synth },
+            editor_size: Default::default(),
         }
     }
 }

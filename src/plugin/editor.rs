@@ -1,0 +1,546 @@
+//! The plugin's window (nice-plug-egui 0.5.1 on egui 0.36, the newest pair that
+//! `egui-file-dialog` 0.15 supports, so files are browsed in a dialog egui draws itself and no
+//! GUI toolkit is loaded into the host): the **Voice** section (one row per file: what it is,
+//! loading / ready / failed and why, browse, recent files), every **control** with its unit and a
+//! tooltip, and the **live status** the worker and the audio thread publish (latency, time per
+//! step against the block, real-time factor, under-runs with advice, levels, pitch).
+//!
+//! Runs on the host's GUI thread. It reads atomics and status locks held only to copy a value,
+//! asks the slots to load files (their loader threads read them), and never touches the audio
+//! thread. The window's size is part of the plugin state.
+
+pub mod recent;
+pub mod view;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use egui_file_dialog::{DialogState, FileDialog, Filter};
+use nice_plug::context::gui::GuiContext;
+use nice_plug::editor::dpi::{LogicalSize, NativeSize, Size};
+use nice_plug::editor::{HostMethods, SizeConstraints, SpawnedEditor};
+use nice_plug::params::persist::PersistentField;
+use nice_plug::prelude::*;
+use egui::{Color32, RichText, Ui};
+use nice_plug_egui::{create_egui_editor, widgets, EguiEditorHandle, EguiEditorState, EguiNiceSettings, NiceEguiApp};
+
+use crate::engine::{samples_for_ms, LatencyPlan};
+use crate::engine::slot::SlotStatus;
+use crate::engine::EngineStats;
+use crate::voice::{StepStatus, VoiceStatus};
+use recent::RecentFiles;
+use view::{FileRole, Light};
+
+use super::RvcStageParams;
+
+/// The window's first size, in logical points.
+const DEFAULT_SIZE: (u32, u32) = (780, 720);
+const MIN_SIZE: (f32, f32) = (560.0, 420.0);
+/// How often the live status is redrawn.
+const REFRESH: Duration = Duration::from_millis(200);
+/// How fast a level meter falls after a peak, in dB per second.
+const METER_FALL_DB_PER_S: f32 = 24.0;
+
+/// What the running engine publishes, for the editor: swapped on activation and deactivation
+/// (main thread), copied by the editor (GUI thread). The audio thread never touches it.
+#[derive(Default)]
+pub struct Running(Mutex<Option<RunningEngine>>);
+
+#[derive(Clone)]
+pub struct RunningEngine {
+    pub status: Arc<VoiceStatus>,
+    pub stats: Arc<EngineStats>,
+    pub plan: LatencyPlan,
+    pub sample_rate: f64,
+    /// The block length the engine runs with.
+    pub block_ms: i32,
+}
+
+impl Running {
+    pub fn set(&self, engine: Option<RunningEngine>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = engine;
+    }
+
+    fn get(&self) -> Option<RunningEngine> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The editor's size in logical points, saved with the plugin state.
+#[derive(Debug)]
+pub struct EditorSize(Arc<Mutex<(u32, u32)>>);
+
+impl Default for EditorSize {
+    fn default() -> Self {
+        EditorSize(Arc::new(Mutex::new(DEFAULT_SIZE)))
+    }
+}
+
+impl EditorSize {
+    fn get(&self) -> (u32, u32) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<'a> PersistentField<'a, (u32, u32)> for EditorSize {
+    fn set(&self, size: (u32, u32)) {
+        let (width, height) = (size.0.max(MIN_SIZE.0 as u32), size.1.max(MIN_SIZE.1 as u32));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (width, height);
+    }
+
+    fn map<F, R>(&self, f: F) -> R
+    where
+        F: Fn(&(u32, u32)) -> R,
+    {
+        f(&self.get())
+    }
+}
+
+/// Set by the live app when it should close its window (SIGINT).
+static QUIT: AtomicBool = AtomicBool::new(false);
+
+/// Asks an open editor window to close (the live app's SIGINT handler).
+pub fn quit_flag() -> &'static AtomicBool {
+    &QUIT
+}
+
+/// The plugin's [`Editor`]: each time the host opens the window it builds a fresh egui editor
+/// at the size saved in the state, so a restored project reopens at its size.
+pub struct RvcEditor {
+    params: Arc<RvcStageParams>,
+    running: Arc<Running>,
+    /// The editor of the open window, for its size in native pixels.
+    open: Mutex<Option<nice_plug_egui::EguiEditor<EditorApp>>>,
+}
+
+impl RvcEditor {
+    pub fn new(params: Arc<RvcStageParams>, running: Arc<Running>) -> Self {
+        RvcEditor { params, running, open: Mutex::new(None) }
+    }
+
+    fn settings() -> EguiNiceSettings {
+        let min = LogicalSize::new(MIN_SIZE.0, MIN_SIZE.1);
+        EguiNiceSettings::new().with_tile("RVC Stage").with_resize_hint(ResizeHint {
+            size_constraints: SizeConstraints::Logical { min_size: Some(min), max_size: None },
+            ..ResizeHint::RESIZABLE
+        })
+    }
+}
+
+impl Editor for RvcEditor {
+    type Handle = EguiEditorHandle;
+
+    fn spawn(
+        &self,
+        parent: Option<ParentWindowHandle>,
+        wait_for_parent: bool,
+        fallback_scale_factor: Option<f64>,
+        gui_context: GuiContext,
+        host: Option<HostMethods>,
+    ) -> Result<SpawnedEditor<Self::Handle>, Box<dyn std::error::Error>> {
+        let (width, height) = self.params.editor_size.get();
+        let state = EguiEditorState::from_size(LogicalSize::new(f64::from(width), f64::from(height)), 1.0);
+        let app = EditorApp::new(self.params.clone(), self.running.clone());
+        let editor = create_egui_editor(state, Default::default(), Self::settings(), app)
+            .ok_or("nice-plug-egui made no editor")?;
+        let spawned = editor.spawn(parent, wait_for_parent, fallback_scale_factor, gui_context, host)?;
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Some(editor);
+        Ok(spawned)
+    }
+
+    fn size(&self) -> NativeSize<u32> {
+        if let Some(editor) = &*self.open.lock().unwrap_or_else(|e| e.into_inner()) {
+            return editor.size();
+        }
+        let (width, height) = self.params.editor_size.get();
+        NativeSize::from_size(Size::Logical(LogicalSize::new(f64::from(width), f64::from(height))), 1.0)
+    }
+
+    fn resize_hint(&self) -> ResizeHint {
+        Self::settings().resize_hint
+    }
+}
+
+/// A file browser open for one role.
+struct Browser {
+    role: FileRole,
+    dialog: FileDialog,
+}
+
+/// The window's contents and the little state it keeps between frames.
+pub struct EditorApp {
+    params: Arc<RvcStageParams>,
+    running: Arc<Running>,
+    gui: Option<GuiContext>,
+    recent: RecentFiles,
+    browser: Option<Browser>,
+    /// Shown levels (dBFS) and when they were last updated, for the meters' fall.
+    levels: (f32, f32),
+    levels_at: Instant,
+    /// The latency a Block Size value would give, cached by value.
+    block_latency: Option<(i32, f64)>,
+}
+
+impl EditorApp {
+    fn new(params: Arc<RvcStageParams>, running: Arc<Running>) -> Self {
+        EditorApp {
+            params,
+            running,
+            gui: None,
+            recent: RecentFiles::load(),
+            browser: None,
+            levels: (view::METER_FLOOR_DB, view::METER_FLOOR_DB),
+            levels_at: Instant::now(),
+            block_latency: None,
+        }
+    }
+
+    fn slot_status(&self, role: FileRole) -> SlotStatus {
+        match role {
+            FileRole::ContentModel => self.params.hubert.0.status(),
+            FileRole::Index => self.params.index.0.status(),
+            FileRole::PitchModel => self.params.pitch_model.0.status(),
+            FileRole::Synthesizer => self.params.synth.0.status(),
+        }
+    }
+
+    /// Starts loading `path` for `role` (on a loader thread); `None` turns the step off.
+    fn choose(&mut self, role: FileRole, path: Option<PathBuf>) {
+        match role {
+            FileRole::ContentModel => self.params.hubert.0.request(path),
+            FileRole::Index => self.params.index.0.request(path),
+            FileRole::PitchModel => self.params.pitch_model.0.request(path),
+            FileRole::Synthesizer => self.params.synth.0.request(path),
+        }
+    }
+
+    fn open_browser(&mut self, role: FileRole, current: Option<&Path>) {
+        let filter = format!("{} (.{})", role.label(), role.extension());
+        let mut dialog = FileDialog::new()
+            .title(&format!("Choose the {}", role.label().to_lowercase()))
+            .add_file_filter(&filter, Filter::new(move |path: &Path| path.extension().is_some_and(|e| e == role.extension())))
+            .default_file_filter(&filter);
+        if let Some(folder) = current.and_then(Path::parent) {
+            dialog = dialog.initial_directory(folder.to_path_buf());
+        }
+        dialog.pick_file();
+        self.browser = Some(Browser { role, dialog });
+    }
+
+    /// Shows the browser while it is open and takes up what it picked.
+    fn update_browser(&mut self, ctx: &egui::Context) {
+        let Some(browser) = &mut self.browser else { return };
+        browser.dialog.update(ctx);
+        match browser.dialog.state() {
+            DialogState::Open => {}
+            DialogState::Picked(path) => {
+                let (role, path) = (browser.role, path.clone());
+                self.browser = None;
+                self.choose(role, Some(path));
+            }
+            _ => self.browser = None,
+        }
+    }
+
+    /// Files that loaded go to the front of their role's recent list.
+    fn remember_loaded_files(&mut self) {
+        for role in FileRole::ALL {
+            if let SlotStatus::Ready { path, .. } = self.slot_status(role) {
+                self.recent.note(role, &path);
+            }
+        }
+    }
+
+    fn voice_section(&mut self, ui: &mut Ui, steps: &[StepStatus]) {
+        heading(ui, "Voice");
+        let mut chosen = None;
+        egui::Grid::new("voice-files").num_columns(3).spacing([12.0, 6.0]).striped(true).show(ui, |ui| {
+            for role in FileRole::ALL {
+                let status = self.slot_status(role);
+                let row = view::file_row(role, &status, steps);
+                ui.horizontal(|ui| {
+                    light(ui, row.light);
+                    ui.label(RichText::new(role.label()).strong()).on_hover_text(role.help());
+                });
+                ui.vertical(|ui| {
+                    ui.set_max_width(ui.available_width().max(200.0));
+                    ui.label(RichText::new(&row.name).monospace());
+                    let detail = RichText::new(&row.detail).small();
+                    ui.label(if row.light == Light::Failed { detail.color(FAILED) } else { detail });
+                    if let Some(problem) = &row.problem {
+                        ui.label(RichText::new(problem).small().color(WARNING));
+                    }
+                });
+                ui.horizontal(|ui| {
+                    let current = match &status {
+                        SlotStatus::Ready { path, .. } | SlotStatus::Loading { path } | SlotStatus::Failed { path, .. } => {
+                            Some(path.clone())
+                        }
+                        SlotStatus::Empty => None,
+                    };
+                    if ui.button("Browse…").on_hover_text(role.help()).clicked() {
+                        chosen = Some(Choice::Browse(role, current.clone()));
+                    }
+                    ui.menu_button("Recent", |ui| {
+                        let list = self.recent.list(role);
+                        if list.is_empty() {
+                            ui.label("No recent files");
+                        }
+                        for path in list {
+                            if ui.button(path.display().to_string()).clicked() {
+                                chosen = Some(Choice::File(role, Some(path.clone())));
+                                ui.close();
+                            }
+                        }
+                    });
+                    if current.is_some() && ui.button("✖").on_hover_text("Use no file for this step").clicked() {
+                        chosen = Some(Choice::File(role, None));
+                    }
+                });
+                ui.end_row();
+            }
+        });
+        match chosen {
+            Some(Choice::Browse(role, current)) => self.open_browser(role, current.as_deref()),
+            Some(Choice::File(role, path)) => self.choose(role, path),
+            None => {}
+        }
+    }
+
+    fn controls_section(&mut self, ui: &mut Ui, running: Option<&RunningEngine>) {
+        heading(ui, "Controls");
+        let Some(gui) = self.gui.clone() else { return };
+        let setter = gui.param_setter();
+        let params = self.params.clone();
+        let block_hint = self.block_hint(running);
+        ui.columns(2, |columns| {
+            param_rows(&mut columns[0], "controls-voice", &setter, &[
+                &params.transpose,
+                &params.fine_tune,
+                &params.index_ratio,
+                &params.protect,
+                &params.formant,
+                &params.rms_mix,
+                &params.speaker,
+            ]);
+            param_rows(&mut columns[1], "controls-engine", &setter, &[
+                &params.block_ms,
+                &params.context_frames,
+                &params.silence_threshold,
+                &params.dry_wet,
+                &params.output_gain,
+                &params.bypass,
+            ]);
+            columns[1].label(RichText::new(block_hint).small());
+        });
+    }
+
+    /// The Block Size line: what a change costs and the latency the slider's value gives.
+    fn block_hint(&mut self, running: Option<&RunningEngine>) -> String {
+        let wanted = self.params.block_ms.value();
+        let Some(engine) = running else {
+            return view::block_size_hint(wanted, wanted, None);
+        };
+        let latency_ms = match self.block_latency {
+            Some((ms, latency)) if ms == wanted => latency,
+            _ => {
+                let block = samples_for_ms(f64::from(wanted), engine.sample_rate);
+                let stage = crate::voice::latency_samples(engine.sample_rate, block);
+                let plan = LatencyPlan::new(engine.sample_rate, engine.plan.host_buffer, f64::from(wanted), stage);
+                let latency = plan.total() as f64 * 1000.0 / engine.sample_rate;
+                self.block_latency = Some((wanted, latency));
+                latency
+            }
+        };
+        view::block_size_hint(engine.block_ms, wanted, Some(latency_ms))
+    }
+
+    fn status_section(&mut self, ui: &mut Ui, running: Option<&RunningEngine>, steps: &[StepStatus]) {
+        heading(ui, "Live status");
+        let Some(engine) = running else {
+            ui.label("Not processing: the host has not activated the plugin.");
+            return;
+        };
+        let report = view::EngineReport {
+            latency_samples: engine.plan.total(),
+            sample_rate: engine.sample_rate,
+            block_ms: f64::from(engine.block_ms),
+            underruns: engine.stats.underruns(),
+            since_underrun: engine.stats.samples_since_underrun().map(|n| n as f64 / engine.sample_rate),
+        };
+        let timing = view::timing(steps, &report);
+        egui::Grid::new("live-status").num_columns(2).spacing([12.0, 4.0]).show(ui, |ui| {
+            ui.label("Latency").on_hover_text("Reported to the host, which compensates it");
+            ui.label(&timing.latency);
+            ui.end_row();
+            ui.label("Real-time factor").on_hover_text("Worker time per block over the block's length; under 1 keeps up");
+            let rtf = RichText::new(format!("{:.2}", timing.realtime_factor));
+            ui.label(if timing.realtime_factor >= view::RTF_WARNING { rtf.color(WARNING) } else { rtf });
+            ui.end_row();
+            for bar in &timing.bars {
+                ui.label(bar.name);
+                let fill = if bar.share >= 1.0 { FAILED } else { READY };
+                ui.add(
+                    egui::ProgressBar::new(bar.share.min(1.0))
+                        .text(format!("{:.1} ms of {} ms", bar.ms, engine.block_ms))
+                        .fill(fill)
+                        .desired_width(280.0),
+                );
+                ui.end_row();
+            }
+            ui.label("Under-runs").on_hover_text("Times the converted voice was late and the dry voice filled in");
+            ui.label(&timing.underruns);
+            ui.end_row();
+            let (input, output) = self.levels(&engine.stats);
+            ui.label("Input");
+            meter(ui, input);
+            ui.end_row();
+            ui.label("Output");
+            meter(ui, output);
+            ui.end_row();
+            ui.label("Pitch");
+            let transpose = self.params.transpose.value() as f32 + self.params.fine_tune.value() as f32 / 100.0;
+            let tracking = matches!(self.params.synth.0.status(), SlotStatus::Ready { .. });
+            ui.label(view::pitch_text(engine.status.pitch_hz(), transpose, tracking));
+            ui.end_row();
+        });
+        if let Some(advice) = &timing.advice {
+            ui.label(RichText::new(advice).color(WARNING));
+        }
+        let errors: Vec<_> = steps.iter().filter(|s| s.file.is_none()).filter_map(|s| s.error.as_ref()).collect();
+        for error in errors {
+            ui.label(RichText::new(error).color(FAILED));
+        }
+    }
+
+    /// The meters' levels: the peaks since the last frame, falling slowly.
+    fn levels(&mut self, stats: &EngineStats) -> (f32, f32) {
+        let (input, output) = stats.take_peaks();
+        let fall = self.levels_at.elapsed().as_secs_f32() * METER_FALL_DB_PER_S;
+        self.levels_at = Instant::now();
+        let settle = |shown: f32, peak: f32| view::meter_db(peak).max(shown - fall).max(view::METER_FLOOR_DB);
+        self.levels = (settle(self.levels.0, input), settle(self.levels.1, output));
+        self.levels
+    }
+}
+
+enum Choice {
+    Browse(FileRole, Option<PathBuf>),
+    File(FileRole, Option<PathBuf>),
+}
+
+const READY: Color32 = Color32::from_rgb(80, 170, 100);
+const WARNING: Color32 = Color32::from_rgb(230, 160, 40);
+const FAILED: Color32 = Color32::from_rgb(225, 70, 60);
+
+impl NiceEguiApp for EditorApp {
+    fn build(
+        &mut self,
+        egui_ctx: egui::Context,
+        gui: GuiContext,
+        _frame: &mut nice_plug_egui::Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        egui_ctx.set_visuals(egui::Visuals::dark());
+        self.gui = Some(gui);
+        Ok(())
+    }
+
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut nice_plug_egui::Frame) {
+        let ctx = ui.ctx().clone();
+        if QUIT.load(Ordering::Relaxed) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        self.remember_loaded_files();
+        let running = self.running.get();
+        let steps = running.as_ref().map(|engine| engine.status.snapshot()).unwrap_or_default();
+        egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+            ui.add_space(4.0);
+            self.voice_section(ui, &steps);
+            ui.separator();
+            self.controls_section(ui, running.as_ref());
+            ui.separator();
+            self.status_section(ui, running.as_ref(), &steps);
+        });
+        self.update_browser(&ctx);
+        ctx.request_repaint_after(REFRESH);
+    }
+
+    fn resized(&mut self, size: nice_plug_egui::baseview::WindowSize) {
+        self.params.editor_size.set((size.logical.width.round() as u32, size.logical.height.round() as u32));
+    }
+
+    fn editor_closed(&mut self) {
+        self.browser = None;
+        self.gui = None;
+    }
+}
+
+fn heading(ui: &mut Ui, text: &str) {
+    ui.label(RichText::new(text).heading());
+}
+
+fn light(ui: &mut Ui, light: Light) {
+    if light == Light::Loading {
+        ui.add(egui::Spinner::new().size(10.0));
+        return;
+    }
+    let colour = match light {
+        Light::Off => Color32::GRAY,
+        Light::Ready => READY,
+        Light::Warning => WARNING,
+        Light::Failed | Light::Loading => FAILED,
+    };
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+    ui.painter().circle_filled(rect.center(), 5.0, colour);
+}
+
+fn meter(ui: &mut Ui, db: f32) {
+    let fill = if db > -1.0 { FAILED } else { READY };
+    let text = if db <= view::METER_FLOOR_DB { "silent".to_string() } else { format!("{db:.1} dBFS") };
+    ui.add(egui::ProgressBar::new(view::meter_fill(db).clamp(0.0, 1.0)).text(text).fill(fill).desired_width(280.0));
+}
+
+/// A parameter as the editor draws it: name with its tooltip, then its slider.
+trait EditorParam {
+    fn row(&self, ui: &mut Ui, setter: &ParamSetter);
+}
+
+impl<P: Param> EditorParam for P {
+    fn row(&self, ui: &mut Ui, setter: &ParamSetter) {
+        let help = view::param_help(self.name());
+        let label = ui.label(self.name());
+        if !help.is_empty() {
+            label.on_hover_text(help);
+        }
+        let slider = ui.add(widgets::ParamSlider::for_param(self, setter).with_width(170.0));
+        if !help.is_empty() {
+            slider.on_hover_text(help);
+        }
+        ui.end_row();
+    }
+}
+
+fn param_rows(ui: &mut Ui, id: &str, setter: &ParamSetter, params: &[&dyn EditorParam]) {
+    egui::Grid::new(id).num_columns(2).spacing([8.0, 6.0]).show(ui, |ui| {
+        for param in params {
+            param.row(ui, setter);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameter_has_a_tooltip() {
+        let params = RvcStageParams::default();
+        for (id, param, _) in params.param_map() {
+            // SAFETY: the pointer is into `params`, alive for this loop.
+            let name = unsafe { param.name() };
+            assert!(!view::param_help(name).is_empty(), "{id} ({name}) has no tooltip");
+        }
+    }
+}
