@@ -36,7 +36,7 @@ use view::{FileRole, Light};
 use super::RvcStageParams;
 
 /// The window's first size, in logical points.
-const DEFAULT_SIZE: (u32, u32) = (780, 720);
+const DEFAULT_SIZE: (u32, u32) = (780, 800);
 const MIN_SIZE: (f32, f32) = (560.0, 420.0);
 /// How often the live status is redrawn.
 const REFRESH: Duration = Duration::from_millis(200);
@@ -265,12 +265,13 @@ impl EditorApp {
                     ui.label(RichText::new(role.label()).strong()).on_hover_text(role.help());
                 });
                 ui.vertical(|ui| {
-                    ui.set_max_width(ui.available_width().max(200.0));
+                    ui.set_min_width(FILE_COLUMN_WIDTH);
+                    ui.set_max_width(FILE_COLUMN_WIDTH);
                     ui.label(RichText::new(&row.name).monospace());
-                    let detail = RichText::new(&row.detail).small();
+                    let detail = RichText::new(&row.detail);
                     ui.label(if row.light == Light::Failed { detail.color(FAILED) } else { detail });
                     if let Some(problem) = &row.problem {
-                        ui.label(RichText::new(problem).small().color(WARNING));
+                        ui.label(RichText::new(problem).color(WARNING));
                     }
                 });
                 ui.horizontal(|ui| {
@@ -333,7 +334,7 @@ impl EditorApp {
                 &params.output_gain,
                 &params.bypass,
             ]);
-            columns[1].label(RichText::new(block_hint).small());
+            columns[1].label(block_hint);
         });
     }
 
@@ -382,12 +383,7 @@ impl EditorApp {
             for bar in &timing.bars {
                 ui.label(bar.name);
                 let fill = if bar.share >= 1.0 { FAILED } else { READY };
-                ui.add(
-                    egui::ProgressBar::new(bar.share.min(1.0))
-                        .text(format!("{:.1} ms of {} ms", bar.ms, engine.block_ms))
-                        .fill(fill)
-                        .desired_width(280.0),
-                );
+                level_bar(ui, bar.share, fill, &format!("{:.1} ms of {} ms", bar.ms, engine.block_ms));
                 ui.end_row();
             }
             ui.label("Under-runs").on_hover_text("Times the converted voice was late and the dry voice filled in");
@@ -426,6 +422,16 @@ impl EditorApp {
     }
 }
 
+impl EditorApp {
+    fn sections(&mut self, ui: &mut Ui, running: Option<&RunningEngine>, steps: &[StepStatus]) {
+        self.voice_section(ui, steps);
+        ui.separator();
+        self.controls_section(ui, running);
+        ui.separator();
+        self.status_section(ui, running, steps);
+    }
+}
+
 enum Choice {
     Browse(FileRole, Option<PathBuf>),
     File(FileRole, Option<PathBuf>),
@@ -456,12 +462,7 @@ impl NiceEguiApp for EditorApp {
         let running = self.running.get();
         let steps = running.as_ref().map(|engine| engine.status.snapshot()).unwrap_or_default();
         egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
-            ui.add_space(4.0);
-            self.voice_section(ui, &steps);
-            ui.separator();
-            self.controls_section(ui, running.as_ref());
-            ui.separator();
-            self.status_section(ui, running.as_ref(), &steps);
+            egui::Frame::new().inner_margin(12.0).show(ui, |ui| self.sections(ui, running.as_ref(), &steps));
         });
         self.update_browser(&ctx);
         ctx.request_repaint_after(REFRESH);
@@ -499,8 +500,24 @@ fn light(ui: &mut Ui, light: Light) {
 fn meter(ui: &mut Ui, db: f32) {
     let fill = if db > -1.0 { FAILED } else { READY };
     let text = if db <= view::METER_FLOOR_DB { "silent".to_string() } else { format!("{db:.1} dBFS") };
-    ui.add(egui::ProgressBar::new(view::meter_fill(db).clamp(0.0, 1.0)).text(text).fill(fill).desired_width(280.0));
+    level_bar(ui, view::meter_fill(db), fill, &text);
 }
+
+/// A horizontal bar filled to `share` (clamped to 0…1) with `text` on it.
+fn level_bar(ui: &mut Ui, share: f32, fill: Color32, text: &str) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(BAR_WIDTH, 16.0), egui::Sense::hover());
+    let painter = ui.painter();
+    painter.rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
+    let mut filled = rect;
+    filled.set_width(rect.width() * share.clamp(0.0, 1.0));
+    painter.rect_filled(filled, 3.0, fill);
+    let font = egui::FontId::proportional(12.0);
+    painter.text(rect.left_center() + egui::vec2(6.0, 0.0), egui::Align2::LEFT_CENTER, text, font, Color32::WHITE);
+}
+
+const BAR_WIDTH: f32 = 300.0;
+/// The Voice section's middle column: file name, what it is, why it failed.
+const FILE_COLUMN_WIDTH: f32 = 380.0;
 
 /// A parameter as the editor draws it: name with its tooltip, then its slider.
 trait EditorParam {

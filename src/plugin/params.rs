@@ -246,14 +246,20 @@ impl Default for RvcStageParams {
                 voice.silence_db,
                 FloatRange::Linear { min: SILENCE_OFF_DB, max: 0.0 },
             )
-            .with_unit(" dB")
             .with_step_size(1.0)
             .with_value_to_string(Arc::new(|db| {
                 if db <= SILENCE_OFF_DB {
                     "off".into()
                 } else {
-                    format!("{db:.0}")
+                    format!("{db:.0} dB")
                 }
+            }))
+            .with_string_to_value(Arc::new(|text| {
+                let text = text.trim();
+                if text.eq_ignore_ascii_case("off") {
+                    return Some(SILENCE_OFF_DB);
+                }
+                text.trim_end_matches("dB").trim().parse().ok()
             })),
             index: SlotFile(Arc::new(IndexSlot::default())),
             hubert: SlotFile(hubert.clone()),

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod voices;
+pub mod xvfb;
 
 use rvc_stage::engine::{BlockFailed, Controls, Engine, Stage, StageControls};
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, MainPortInfo, PluginAudioPortsConfig};
+use clack_extensions::gui::{GuiApiType, GuiConfiguration, GuiSize, HostGui, HostGuiImpl, PluginGui, Window};
 use clack_extensions::latency::{HostLatency, HostLatencyImpl, PluginLatency};
 use clack_extensions::log::{HostLog, HostLogImpl, LogSeverity};
 use clack_extensions::params::{ParamInfoBuffer, PluginParams};
@@ -121,6 +122,31 @@ impl Plugin {
         let state = [(json.len() as u64).to_le_bytes().as_slice(), json.as_bytes()].concat();
         self.load_state(&state)?;
         Ok(state)
+    }
+
+    /// Opens the plugin's editor embedded in the X11 window `parent`, as a DAW opens it in its
+    /// own window; returns the editor's size in pixels.
+    pub fn open_gui(&mut self, parent: u64) -> Result<(u32, u32)> {
+        let gui = self.extension(|s| &s.gui, "gui")?;
+        let handle = self.instance.plugin_handle();
+        let config = GuiConfiguration { api_type: GuiApiType::X11, is_floating: false };
+        ensure!(gui.is_api_supported(&handle, config), "the plugin cannot embed its editor in an X11 window");
+        gui.create(&handle, config).map_err(|e| anyhow!("creating the editor: {e:?}"))?;
+        let size = gui.get_size(&handle).ok_or_else(|| anyhow!("the editor has no size"))?;
+        // SAFETY: the caller keeps `parent` alive until `close_gui`.
+        unsafe { gui.set_parent(&handle, Window::from_x11_handle(parent)) }
+            .map_err(|e| anyhow!("embedding the editor: {e:?}"))?;
+        gui.show(&handle).map_err(|e| anyhow!("showing the editor: {e:?}"))?;
+        Ok((size.width, size.height))
+    }
+
+    /// Hides and destroys the editor.
+    pub fn close_gui(&mut self) -> Result<()> {
+        let gui = self.extension(|s| &s.gui, "gui")?;
+        let handle = self.instance.plugin_handle();
+        gui.hide(&handle).map_err(|e| anyhow!("hiding the editor: {e:?}"))?;
+        gui.destroy(&handle);
+        Ok(())
     }
 
     /// The CLAP id of the parameter called `name`.
@@ -339,7 +365,12 @@ impl HostHandlers for Host {
     type AudioProcessor<'a> = ();
 
     fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
-        builder.register::<HostLatency>().register::<HostLog>().register::<HostState>().register::<HostThreadCheck>();
+        builder
+            .register::<HostLatency>()
+            .register::<HostLog>()
+            .register::<HostState>()
+            .register::<HostThreadCheck>()
+            .register::<HostGui>();
     }
 }
 
@@ -349,6 +380,7 @@ struct Shared {
     latency: OnceLock<Option<PluginLatency>>,
     state: OnceLock<Option<PluginState>>,
     params: OnceLock<Option<PluginParams>>,
+    gui: OnceLock<Option<PluginGui>>,
     render: OnceLock<Option<PluginRender>>,
     ports_config: OnceLock<Option<PluginAudioPortsConfig>>,
 }
@@ -361,6 +393,7 @@ impl Shared {
             latency: OnceLock::new(),
             state: OnceLock::new(),
             params: OnceLock::new(),
+            gui: OnceLock::new(),
             render: OnceLock::new(),
             ports_config: OnceLock::new(),
         }
@@ -372,6 +405,7 @@ impl<'a> SharedHandler<'a> for Shared {
         let _ = self.latency.set(instance.get_extension());
         let _ = self.state.set(instance.get_extension());
         let _ = self.params.set(instance.get_extension());
+        let _ = self.gui.set(instance.get_extension());
         let _ = self.render.set(instance.get_extension());
         let _ = self.ports_config.set(instance.get_extension());
     }
@@ -389,6 +423,21 @@ impl HostThreadCheckImpl for Shared {
     fn is_audio_thread(&self) -> bool {
         !self.is_main_thread()
     }
+}
+
+/// A host window that keeps the editor's size and never hides it on request.
+impl HostGuiImpl for Shared {
+    fn resize_hints_changed(&self) {}
+    fn request_resize(&self, _new_size: GuiSize) -> Result<(), HostError> {
+        Err(HostError::Message("this host does not resize editors"))
+    }
+    fn request_show(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_hide(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn closed(&self, _was_destroyed: bool) {}
 }
 
 impl HostLogImpl for Shared {

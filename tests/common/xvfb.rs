@@ -1,0 +1,72 @@
+//! A virtual X server (Xvfb, with Mesa's software OpenGL, installed by `cargo xtask setup`) for
+//! tests that open the editor.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A virtual X server for one test, stopped on drop.
+pub struct Xvfb {
+    pub display: String,
+    server: Child,
+}
+
+impl Xvfb {
+    /// A server on a display number of its own (`offset` tells apart several in one process).
+    pub fn start(offset: u32) -> Self {
+        let number = 200 + (std::process::id() % 400) * 4 + offset;
+        let display = format!(":{number}");
+        let server = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1000x900x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb runs (installed by `cargo xtask setup`)");
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{number}"));
+        let started = Instant::now();
+        while !socket.exists() {
+            assert!(started.elapsed() < Duration::from_secs(20), "Xvfb did not start on {display}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Xvfb { display, server }
+    }
+
+    /// The whole screen as a PNG at `path`.
+    pub fn screenshot(&self, path: &Path) {
+        let status = Command::new("import")
+            .args(["-display", &self.display, "-window", "root"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .expect("ImageMagick's import runs (installed by `cargo xtask setup`)");
+        assert!(status.success(), "import could not photograph {}", self.display);
+    }
+}
+
+/// The id of `display`'s root window, which stands in for a host's window in embedding tests.
+pub fn root_window(display: &str) -> u64 {
+    let text = xwininfo(display, &["-root"]);
+    let id = text.split("Window id: ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();
+    u64::from_str_radix(id.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// How many windows called `title` the root window of `display` has as children (an embedded
+/// editor is one; GL and X connections add nameless 1×1 ones).
+pub fn windows_named(display: &str, title: &str) -> usize {
+    let quoted = format!("\"{title}\"");
+    xwininfo(display, &["-root", "-children"]).lines().filter(|line| line.contains(&quoted)).count()
+}
+
+fn xwininfo(display: &str, args: &[&str]) -> String {
+    let output = Command::new("xwininfo").args(args).args(["-display", display]).output().unwrap();
+    assert!(output.status.success(), "xwininfo failed on {display}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
