@@ -1,8 +1,8 @@
 //! RVC Stage: real-time retrieval-based voice conversion as a VST3 and CLAP plugin.
 //!
 //! Layers, from the host inwards:
-//! - [`plugin`] — nice-plug glue (the only module that knows plugin types); main and audio
-//!   threads.
+//! - [`plugin`] — nice-plug glue (the only module that knows plugin types): parameters, the
+//!   editor (GUI thread) and the live app's entry; main and audio threads.
 //! - [`engine`] — the real-time scheme shared by the plugin, the CLI and the tests: an
 //!   audio-thread half and a worker thread joined by lock-free rings.
 //! - [`voice`] — the voice-conversion pipeline the plugin and the CLI share: the one

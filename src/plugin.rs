@@ -1,7 +1,8 @@
 //! The plugin: nice-plug glue around the [`Engine`](crate::engine::Engine), and the only place
 //! that knows plugin types. `activate`/`deactivate` run on the **main thread** (they start and
 //! join the engine's worker); `process` and `reset` run on the **audio thread** and only forward
-//! to the engine.
+//! to the engine. The editor (`editor`, GUI thread) reads what the running engine publishes; the
+//! live app (`live`) runs this same plugin in nice-plug's standalone wrapper.
 
 pub mod editor;
 pub mod live;

@@ -213,6 +213,13 @@ fn render_with_editor(display: &str) {
     let mut sizes = common::random_sizes(23, 2048);
     let render = plugin.render(Settings::new(48_000.0, 2048, false), &input, &[("Transpose", "5")], &mut sizes).unwrap();
     check_clean(&render.output).unwrap();
+    // What validators check, with the editor open: other rates and buffer sizes, offline.
+    for (rate, max_frames) in [(22_050.0, 16_384), (96_000.0, 17), (44_100.0, 1)] {
+        let input = vec![noise(10, rate as usize / 2, 0.5); 2];
+        let render = plugin.render(Settings::new(rate, max_frames, true), &input, &[], || max_frames as usize).unwrap();
+        check_clean(&render.output).unwrap();
+        assert_eq!(render.latency, plugin.latency().unwrap(), "at {rate} Hz");
+    }
     let state = plugin.save_state().unwrap();
     assert!(String::from_utf8_lossy(&state).contains("editor-size"), "the editor's size is in the state");
     plugin.load_state(&state).unwrap();

@@ -1,7 +1,8 @@
 //! Project tasks, run on the developer's or CI's machine (`cargo xtask <command>`):
 //! `setup` installs what the build and tests need, `bundle` builds the plugin bundles,
 //! `test` runs every test against a fresh bundle, `demo` renders audio through the built
-//! plugin, and `bench` runs the benchmarks.
+//! plugin, `bench` runs the benchmarks, `install` puts the plugins and the live app where hosts
+//! and shells find them, and `screenshots` photographs the editor for the README.
 
 #[allow(dead_code)] // shared with the integration tests, which use all of it
 mod clap_host;
@@ -22,8 +23,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   demo                       setup, bundle, then render a test signal through the built plugin
   bench                      run the benchmarks (release build)
   install                    bundle, then copy the CLAP and VST3 plugins with their libraries
-                             into ~/.clap/rvc-stage/ and ~/.vst3/
+                             into ~/.clap/rvc-stage/ and ~/.vst3/, and the live app beside
+                             them, linked as ~/.local/bin/rvc-stage-live
   uninstall                  remove what install copied
+  screenshots                photograph the editor under Xvfb into docs/screenshots/
   fuzz [SECONDS]             mutate index files through the loader and search (default 600 s)";
 
 fn main() -> Result<()> {
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(),
         "bench" => bench(&rest),
         "install" => install(),
+        "screenshots" => screenshots(),
         "uninstall" => uninstall(),
         "fuzz" => fuzz(rest.first().map(String::as_str).unwrap_or("600")),
         _ => bail!("{USAGE}"),
@@ -216,35 +220,64 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 /// Where `install` puts the plugins: the CLAP one in a folder of its own (hosts search
-/// `~/.clap` recursively), so the libraries beside it stay out of other plugins' way.
-fn install_dirs() -> Result<(PathBuf, PathBuf)> {
-    let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
-    Ok((home.join(".clap/rvc-stage"), home.join(".vst3/rvc-stage.vst3")))
+/// `~/.clap` recursively), so the libraries beside it stay out of other plugins' way. The live
+/// app goes into that folder too (it finds ONNX Runtime beside itself), linked from
+/// `~/.local/bin`.
+struct InstallDirs {
+    clap: PathBuf,
+    vst3: PathBuf,
+    live_link: PathBuf,
 }
 
+fn install_dirs() -> Result<InstallDirs> {
+    let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
+    Ok(InstallDirs {
+        clap: home.join(".clap/rvc-stage"),
+        vst3: home.join(".vst3/rvc-stage.vst3"),
+        live_link: home.join(".local/bin").join(LIVE_APP),
+    })
+}
+
+const LIVE_APP: &str = "rvc-stage-live";
+
 /// Bundles, then copies the bundles and the run-time libraries they need (ONNX Runtime, faiss's
-/// BLAS and OpenMP) where hosts look for plugins.
+/// BLAS and OpenMP) where hosts look for plugins, and the live app beside them.
 fn install() -> Result<()> {
     setup::run()?;
     let clap = bundle()?;
+    cargo(&["build", "--release", "--bin", LIVE_APP], &[])?;
     uninstall()?;
-    let (clap_dir, vst3_dir) = install_dirs()?;
-    std::fs::create_dir_all(&clap_dir)?;
+    let dirs = install_dirs()?;
+    std::fs::create_dir_all(&dirs.clap)?;
     let bundled = clap.parent().context("the bundle has a folder")?;
     for entry in std::fs::read_dir(bundled)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.path().is_file() && (name == "rvc-stage.clap" || name.contains(".so")) {
-            std::fs::copy(entry.path(), clap_dir.join(&name))?;
+            std::fs::copy(entry.path(), dirs.clap.join(&name))?;
         }
     }
-    copy_dir(&bundled.join("rvc-stage.vst3"), &vst3_dir)?;
-    println!("installed {}/rvc-stage.clap and {} (with their libraries)", clap_dir.display(), vst3_dir.display());
+    copy_dir(&bundled.join("rvc-stage.vst3"), &dirs.vst3)?;
+    let live = dirs.clap.join(LIVE_APP);
+    std::fs::copy(target_dir().join("release").join(LIVE_APP), &live)?;
+    std::fs::create_dir_all(dirs.live_link.parent().context("~/.local/bin has a parent")?)?;
+    std::os::unix::fs::symlink(&live, &dirs.live_link)?;
+    println!(
+        "installed {}/rvc-stage.clap and {} (with their libraries), and {} -> {}",
+        dirs.clap.display(),
+        dirs.vst3.display(),
+        dirs.live_link.display(),
+        live.display()
+    );
     Ok(())
 }
 
 fn uninstall() -> Result<()> {
-    let (clap_dir, vst3_dir) = install_dirs()?;
-    for dir in [clap_dir, vst3_dir] {
+    let dirs = install_dirs()?;
+    if dirs.live_link.symlink_metadata().is_ok() {
+        std::fs::remove_file(&dirs.live_link).with_context(|| format!("removing {}", dirs.live_link.display()))?;
+        println!("removed {}", dirs.live_link.display());
+    }
+    for dir in [dirs.clap, dirs.vst3] {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
             println!("removed {}", dir.display());
@@ -252,6 +285,28 @@ fn uninstall() -> Result<()> {
     }
     Ok(())
 }
+
+/// Runs the editor tests, which photograph the live app under Xvfb, and copies their pictures
+/// into `docs/screenshots/` for the README.
+fn screenshots() -> Result<()> {
+    let installed = setup::run()?;
+    std::env::set_var("RVC_STAGE_PYTHON", &installed.python);
+    if let Some(library) = &installed.onnxruntime {
+        std::env::set_var("RVC_STAGE_ONNXRUNTIME", library);
+    }
+    cargo(&["test", "--package", "rvc-stage", "--test", "live_app"], &[])?;
+    let docs = workspace_root().join("docs/screenshots");
+    std::fs::create_dir_all(&docs)?;
+    for name in SCREENSHOTS {
+        let from = target_dir().join("screenshots").join(name);
+        std::fs::copy(&from, docs.join(name)).with_context(|| format!("copying {}", from.display()))?;
+        println!("{}", docs.join(name).display());
+    }
+    Ok(())
+}
+
+/// The pictures `tests/live_app.rs` takes that the README shows.
+const SCREENSHOTS: [&str; 2] = ["editor-voice-ready.png", "editor-broken-synthesizer.png"];
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(to)?;

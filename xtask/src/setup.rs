@@ -10,10 +10,27 @@ use anyhow::{ensure, Context, Result};
 use sha2::{Digest, Sha256};
 
 /// Debian packages the build needs (faiss is built from source by the retrieval stage),
-/// OpenBLAS's serial build, which the plugin loads in place of the threaded one (build.rs), and
-/// patchelf, with which bundling lets the libraries shipped beside the plugin find each other.
-const APT_PACKAGES: &[&str] =
-    &["cmake", "libopenblas-dev", "liblapack-dev", "libopenblas0-serial", "patchelf", "fonts-dejavu-core"];
+/// OpenBLAS's serial build, which the plugin loads in place of the threaded one (build.rs),
+/// patchelf, with which bundling lets the libraries shipped beside the plugin find each other,
+/// ALSA's and JACK's headers for the live app's audio backends, and what the editor tests use:
+/// a virtual X server with Mesa's software OpenGL, xwininfo, ImageMagick and Tesseract OCR.
+const APT_PACKAGES: &[&str] = &[
+    "cmake",
+    "libopenblas-dev",
+    "liblapack-dev",
+    "libopenblas0-serial",
+    "patchelf",
+    "fonts-dejavu-core",
+    "libasound2-dev",
+    "libjack-jackd2-dev",
+    "xvfb",
+    "libgl1-mesa-dri",
+    "libglx-mesa0",
+    "x11-utils",
+    "imagemagick",
+    "tesseract-ocr",
+    "tesseract-ocr-eng",
+];
 
 /// ONNX Runtime comes from the PyPI wheel: prebuilt-binary downloads cannot work here, and
 /// PyPI can. The wheel is pinned by file name and hash.
