@@ -31,15 +31,19 @@ impl Xvfb {
         Xvfb { display, server }
     }
 
-    /// The whole screen as a PNG at `path`.
-    pub fn screenshot(&self, path: &Path) {
+    /// The top-level window called `title` as a PNG at `path`.
+    pub fn screenshot(&self, title: &str, path: &Path) {
+        let quoted = format!("\"{title}\"");
+        let listing = xwininfo(&self.display, &["-root", "-children"]);
+        let line = listing.lines().find(|line| line.contains(&quoted));
+        let id = line.and_then(|line| line.split_whitespace().next()).unwrap_or_else(|| panic!("no window {quoted}"));
         let status = Command::new("import")
-            .args(["-display", &self.display, "-window", "root"])
+            .args(["-display", &self.display, "-window", id])
             .arg(path)
             .stderr(Stdio::null())
             .status()
             .expect("ImageMagick's import runs (installed by `cargo xtask setup`)");
-        assert!(status.success(), "import could not photograph {}", self.display);
+        assert!(status.success(), "import could not photograph {id} on {}", self.display);
     }
 }
 

@@ -115,7 +115,9 @@ pub fn file_row(role: FileRole, file: &SlotStatus, steps: &[StepStatus]) -> File
                 Some(kept) => format!("Still using {}.", file_name(kept)),
                 None => "Nothing loaded for this step.".to_string(),
             };
-            (file_name(path), format!("{} {still}", sentence(reason)), Light::Failed)
+            // The row names the file already; the reason need not repeat its path.
+            let reason = reason.replace(&*path.to_string_lossy(), "the file");
+            (file_name(path), format!("{} {still}", sentence(&reason)), Light::Failed)
         }
     };
     // A missing file is already said by the row; the step's own words are for loaded files
@@ -355,8 +357,15 @@ mod tests {
         assert_eq!(row.light, Light::Failed);
         assert_eq!(row.name, "broken.onnx");
         assert_eq!(row.detail, "The file ends early (truncated download?) Still using alto.onnx.");
-        let status = SlotStatus::Failed { path: PathBuf::from("/v/x.onnx"), reason: "not an ONNX model".into(), kept: None };
-        assert_eq!(file_row(FileRole::ContentModel, &status, &[]).detail, "Not an ONNX model. Nothing loaded for this step.");
+        let status = SlotStatus::Failed {
+            path: PathBuf::from("/v/x.onnx"),
+            reason: "/v/x.onnx is not a model ONNX Runtime can load".into(),
+            kept: None,
+        };
+        assert_eq!(
+            file_row(FileRole::ContentModel, &status, &[]).detail,
+            "The file is not a model ONNX Runtime can load. Nothing loaded for this step."
+        );
     }
 
     #[test]
