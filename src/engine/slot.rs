@@ -24,9 +24,10 @@ use super::FileWait;
 const WAIT_POLL: Duration = Duration::from_millis(2);
 
 /// What the slot is doing, for display and logs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum SlotStatus {
     /// Nothing chosen: the step that uses it is off.
+    #[default]
     Empty,
     /// A file is being loaded; the previous resource (if any) stays in use meanwhile.
     Loading { path: PathBuf },
@@ -44,12 +45,6 @@ pub struct SlotWatch(Arc<Mutex<SlotStatus>>);
 impl SlotWatch {
     pub fn status(&self) -> SlotStatus {
         lock(&self.0).clone()
-    }
-}
-
-impl Default for SlotStatus {
-    fn default() -> Self {
-        SlotStatus::Empty
     }
 }
 

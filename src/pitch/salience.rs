@@ -7,7 +7,8 @@
 pub const SALIENCE_BINS: usize = 360;
 /// The threshold RVC's real-time path passes.
 pub const UNVOICED_THRESHOLD: f32 = 0.03;
-const CENTS_OFFSET: f64 = 1997.379_408_437_619_1;
+/// RVC's cents of salience bin 0 (1997.3794084376191, to f64 precision).
+const CENTS_OFFSET: f64 = 1_997.379_408_437_619;
 
 /// f0 in Hz of each frame of `salience` (`[frames, 360]`, row-major) into `f0`.
 pub fn decode_salience(salience: &[f32], threshold: f32, f0: &mut Vec<f32>) {
@@ -28,9 +29,10 @@ pub fn decode_salience(salience: &[f32], threshold: f32, f0: &mut Vec<f32>) {
             return 0.0;
         }
         let (mut weighted, mut total) = (0.0f64, 0.0f64);
-        for i in peak.saturating_sub(4)..(peak + 5).min(SALIENCE_BINS) {
-            weighted += f64::from(bins[i]) * (20.0 * i as f64 + CENTS_OFFSET);
-            total += f64::from(bins[i]);
+        let first = peak.saturating_sub(4);
+        for (i, &bin) in bins.iter().enumerate().take((peak + 5).min(SALIENCE_BINS)).skip(first) {
+            weighted += f64::from(bin) * (20.0 * i as f64 + CENTS_OFFSET);
+            total += f64::from(bin);
         }
         let f0 = 10.0 * 2f64.powf(weighted / total / 1200.0);
         if f0 == 10.0 {
