@@ -26,7 +26,7 @@ const USAGE: &str = "usage: cargo xtask <command>
                              into ~/.clap/rvc-stage/ and ~/.vst3/, and the live app beside
                              them, linked as ~/.local/bin/rvc-stage-live
   uninstall                  remove what install copied
-  screenshots                photograph the editor under Xvfb into docs/screenshots/
+  screenshots                photograph the editor under Xvfb into tests/screenshots/
   fuzz [SECONDS]             mutate index files through the loader and search (default 600 s)";
 
 fn main() -> Result<()> {
@@ -287,7 +287,7 @@ fn uninstall() -> Result<()> {
 }
 
 /// Runs the editor tests, which photograph the live app under Xvfb, and copies their pictures
-/// into `docs/screenshots/` for the README.
+/// into `tests/screenshots/` for the README.
 fn screenshots() -> Result<()> {
     let installed = setup::run()?;
     std::env::set_var("RVC_STAGE_PYTHON", &installed.python);
@@ -295,12 +295,12 @@ fn screenshots() -> Result<()> {
         std::env::set_var("RVC_STAGE_ONNXRUNTIME", library);
     }
     cargo(&["test", "--package", "rvc-stage", "--test", "live_app"], &[])?;
-    let docs = workspace_root().join("docs/screenshots");
-    std::fs::create_dir_all(&docs)?;
+    let committed = workspace_root().join("tests/screenshots");
+    std::fs::create_dir_all(&committed)?;
     for name in SCREENSHOTS {
         let from = target_dir().join("screenshots").join(name);
-        std::fs::copy(&from, docs.join(name)).with_context(|| format!("copying {}", from.display()))?;
-        println!("{}", docs.join(name).display());
+        std::fs::copy(&from, committed.join(name)).with_context(|| format!("copying {}", from.display()))?;
+        println!("{}", committed.join(name).display());
     }
     Ok(())
 }
