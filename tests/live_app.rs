@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::xvfb::{windows_named, Xvfb};
+use common::xvfb::Xvfb;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -83,12 +83,11 @@ fn wait_for_text(x: &Xvfb, app: &mut Child, png: &Path, expected: &[&str]) -> St
         if let Some(status) = app.try_wait().unwrap() {
             panic!("rvc-stage-live exited early ({status})");
         }
-        if windows_named(&x.display, "RVC Stage") == 0 {
+        if !x.screenshot("RVC Stage", png) {
             assert!(started.elapsed() < SHOW_TIMEOUT, "the window never opened");
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
-        x.screenshot("RVC Stage", png);
         let text = read_text(png);
         let missing: Vec<_> = expected.iter().filter(|want| !reads_like(&text, &normalised(want))).collect();
         if missing.is_empty() {
