@@ -7,7 +7,8 @@
 //! [`WINDOW_BEFORE`] samples before the frame's centre on: the YIN difference function over a
 //! 512-sample integration window for lags up to 512 samples (31 Hz), by FFT (the sample pairs
 //! YIN compares are centred about `τ / 2` into the lag range, so a window starting 312 samples
-//! before the frame measures the pitch within ±3 ms of the frame's centre for 80…400 Hz); its
+//! before the frame measures the pitch within ±3 ms of the frame's centre for 80…400 Hz, and the
+//! decided track's slope over ±20 ms moves the estimate to the centre itself); its
 //! cumulative-mean-normalised form; and for each of 100 thresholds (Beta(2,
 //! 18) weighted) the first trough below it becomes a candidate period, refined by parabolic
 //! interpolation. Candidates between 50 and 1100 Hz (RVC's range) give a probability per
@@ -31,6 +32,12 @@ pub const FRAME: usize = 1024;
 pub const WINDOW_BEFORE: usize = 312;
 /// Frames a decision waits for (50 ms): how much later than its audio a frame's f0 is known.
 pub const LOOKAHEAD: usize = 5;
+/// Frames on either side of a decided one whose f0 give the track's slope (±20 ms), with which
+/// the estimate is moved to the frame's centre.
+const SLOPE_SPAN: usize = 2;
+/// Frames whose back-pointers and candidates are kept: the look-ahead, the frame decided, and the
+/// older ones the slope needs.
+const HISTORY: usize = LOOKAHEAD + 1 + SLOPE_SPAN;
 const RATE: f32 = 16_000.0;
 const WINDOW: usize = FRAME / 2;
 const MAX_LAG: usize = FRAME - WINDOW;
@@ -72,7 +79,7 @@ pub struct PitchTracker {
     /// Log probability of the best path ending in each state (bins voiced, then bins unvoiced).
     score: Vec<f32>,
     next_score: Vec<f32>,
-    /// Back-pointers of the last `LOOKAHEAD + 1` frames, and their candidates (Hz, weight).
+    /// Back-pointers of the last [`HISTORY`] frames, and their candidates (Hz, weight).
     back: Vec<Vec<u16>>,
     candidates: Vec<Vec<(f32, f32)>>,
     frames: u64,
@@ -110,8 +117,8 @@ impl PitchTracker {
             observation: vec![0.0; 2 * bins],
             score: vec![(1.0 / (2 * bins) as f32).ln(); 2 * bins],
             next_score: vec![0.0; 2 * bins],
-            back: vec![vec![0; 2 * bins]; LOOKAHEAD + 1],
-            candidates: (0..=LOOKAHEAD).map(|_| Vec::with_capacity(THRESHOLDS + 1)).collect(),
+            back: vec![vec![0; 2 * bins]; HISTORY],
+            candidates: (0..HISTORY).map(|_| Vec::with_capacity(THRESHOLDS + 1)).collect(),
             frames: 0,
         }
     }
@@ -121,7 +128,7 @@ impl PitchTracker {
     /// [`LOOKAHEAD`] frames back (Hz, 0 = unvoiced), once there is one.
     pub fn push(&mut self, window: &[f32]) -> Option<f32> {
         assert_eq!(window.len(), FRAME, "one frame's window");
-        let slot = (self.frames % (LOOKAHEAD as u64 + 1)) as usize;
+        let slot = (self.frames % HISTORY as u64) as usize;
         self.difference(window);
         let mut candidates = std::mem::take(&mut self.candidates[slot]);
         self.candidates_of_frame(&mut candidates);
@@ -256,27 +263,65 @@ impl PitchTracker {
 
     /// The f0 of the frame `back` frames before the newest, on the best path ending now.
     fn decide(&self, back: usize) -> f32 {
-        let slots = LOOKAHEAD as u64 + 1;
-        let newest = (self.frames - 1) % slots;
+        let kept = self.frames.min(HISTORY as u64) as usize;
+        // The path's states from the newest frame back, as far as the slope needs.
         let mut state = self.score.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(state, _)| state);
-        for k in 0..back as u64 {
-            let slot = ((newest + slots - k) % slots) as usize;
-            state = usize::from(self.back[slot][state]);
+        let (mut newer, mut here, mut older) = (None, 0.0, None);
+        for k in 0..kept.min(back + SLOPE_SPAN + 1) {
+            let f0 = self.f0_on_path(k, state);
+            if k + SLOPE_SPAN == back {
+                newer = Some(f0);
+            } else if k == back {
+                here = f0;
+            } else if k == back + SLOPE_SPAN {
+                older = Some(f0);
+            }
+            state = usize::from(self.back[self.slot_of(k)][state]);
         }
-        let bins = self.bin_hz.len();
-        if state >= bins {
-            return 0.0;
+        match (newer, older) {
+            (Some(newer), Some(older)) if here > 0.0 => at_frame_centre(here, newer, older),
+            _ => here,
         }
-        let slot = ((newest + slots - back as u64) % slots) as usize;
-        // The candidate nearest the decided bin gives the f0 at full resolution.
-        let centre = self.bin_hz[state];
-        self.candidates[slot]
+    }
+
+    /// The ring slot of the frame `back` frames before the newest.
+    fn slot_of(&self, back: usize) -> usize {
+        ((self.frames - 1 - back as u64) % HISTORY as u64) as usize
+    }
+
+    /// The f0 of the frame `back` frames before the newest in path state `state` (0 when
+    /// unvoiced): the candidate nearest the state's bin, at full resolution.
+    fn f0_on_path(&self, back: usize, state: usize) -> f32 {
+        let Some(&centre) = self.bin_hz.get(state) else { return 0.0 };
+        self.candidates[self.slot_of(back)]
             .iter()
             .map(|c| c.0)
             .filter(|hz| (1200.0 * (hz / centre).log2()).abs() <= CENTS_PER_BIN)
             .min_by(|a, b| (a / centre).ln().abs().total_cmp(&(b / centre).ln().abs()))
             .unwrap_or(centre)
     }
+}
+
+/// Largest f0 change over the slope's span that is still a glide, in cents (more is a leap or
+/// a voicing edge, where no slope applies).
+const MAX_GLIDE_CENTS: f32 = 200.0;
+
+/// `hz` measured in a frame moved to the frame's centre along the track's slope (from the f0
+/// `newer` and `older`, [`SLOPE_SPAN`] frames either side). YIN compares samples centred
+/// `τ / 2` into the lag range, so a frame's estimate belongs to a moment up to 3 ms off its
+/// centre (later for low voices, earlier for high ones); on a glide that is a bias of a few cents.
+fn at_frame_centre(hz: f32, newer: f32, older: f32) -> f32 {
+    if newer <= 0.0 || older <= 0.0 {
+        return hz;
+    }
+    let change_cents = 1200.0 * (newer / older).log2();
+    if change_cents.abs() > MAX_GLIDE_CENTS {
+        return hz;
+    }
+    let cents_per_second = change_cents / (2 * SLOPE_SPAN) as f32 * 100.0;
+    let lag = RATE / hz;
+    let offset_seconds = (WINDOW as f32 / 2.0 + lag / 2.0 - WINDOW_BEFORE as f32) / RATE;
+    hz * 2f32.powf(-cents_per_second * offset_seconds / 1200.0)
 }
 
 /// Adds `weight` to the candidate at `hz`, or a new candidate.
