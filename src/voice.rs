@@ -219,6 +219,10 @@ fn latency(host_rate: f64, to_model_rate: &Result<ToModelRate, String>) -> (usiz
     (latency, to_host_rate)
 }
 
+/// What lightens the worker when it is late (the log and the editor say it).
+pub const LAG_ADVICE: &str = "a longer Block Size, a shorter Context or RVC_STAGE_MODEL_PRECISION=int8 lighten it; \
+     a 32 or 40 kHz synthesizer is lighter than a 48 kHz one";
+
 /// The pipeline's latency in host samples at `host_rate` with blocks of `block` samples, as
 /// [`VoiceStage::new`] would report it (for displays that preview a setting).
 pub fn latency_samples(host_rate: f64, block: usize) -> usize {
@@ -388,7 +392,7 @@ impl Stage for VoiceStage {
     }
 
     fn lag_advice(&self) -> &'static str {
-        "a longer Block Size, a shorter Context or RVC_STAGE_MODEL_PRECISION=int8 lighten it; a 32 or 40 kHz synthesizer is lighter than a 48 kHz one"
+        LAG_ADVICE
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::engine::slot::SlotStatus;
-use crate::voice::{Step, StepStatus};
+use crate::voice::{Step, StepStatus, LAG_ADVICE};
 
 /// The files a voice is made of, in the order audio flows through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,9 +197,9 @@ pub fn timing(steps: &[StepStatus], engine: &EngineReport) -> Timing {
     let recent_underrun = engine.since_underrun.is_some_and(|s| s < RECENT_UNDERRUN_S);
     let advice = if realtime_factor >= 1.0 {
         Some(format!(
-            "The worker needs {realtime_factor:.2}× real time, so the output falls back to the dry voice. \
-             Raise Block Size, lower Context, set a Silence Threshold, or let the models use more cores \
-             (RVC_STAGE_MODEL_THREADS=2)."
+            "The worker needs {realtime_factor:.2}× real time, so the output falls back to the dry voice: \
+             {LAG_ADVICE}. A Silence Threshold saves the pauses; RVC_STAGE_MODEL_THREADS=2 gives the models \
+             a second core."
         ))
     } else if recent_underrun {
         Some(
@@ -401,7 +401,7 @@ mod tests {
         let timing = timing(&steps, &report(4, Some(0.4)));
         assert_eq!(timing.underruns, "4, the last just now");
         let advice = timing.advice.unwrap();
-        assert!(advice.contains("2.30× real time") && advice.contains("Raise Block Size"), "{advice}");
+        assert!(advice.contains("2.30× real time") && advice.contains("a longer Block Size"), "{advice}");
     }
 
     #[test]
