@@ -197,25 +197,6 @@ impl EditorApp {
         }
     }
 
-    fn slot_status(&self, role: FileRole) -> SlotStatus {
-        match role {
-            FileRole::ContentModel => self.params.hubert.0.status(),
-            FileRole::Index => self.params.index.0.status(),
-            FileRole::PitchModel => self.params.pitch_model.0.status(),
-            FileRole::Synthesizer => self.params.synth.0.status(),
-        }
-    }
-
-    /// Starts loading `path` for `role` (on a loader thread); `None` turns the step off.
-    fn choose(&mut self, role: FileRole, path: Option<PathBuf>) {
-        match role {
-            FileRole::ContentModel => self.params.hubert.0.request(path),
-            FileRole::Index => self.params.index.0.request(path),
-            FileRole::PitchModel => self.params.pitch_model.0.request(path),
-            FileRole::Synthesizer => self.params.synth.0.request(path),
-        }
-    }
-
     fn open_browser(&mut self, role: FileRole, current: Option<&Path>) {
         let filter = format!("{} (.{})", role.label(), role.extension());
         let mut dialog = FileDialog::new()
@@ -238,7 +219,7 @@ impl EditorApp {
             DialogState::Picked(path) => {
                 let (role, path) = (browser.role, path.clone());
                 self.browser = None;
-                self.choose(role, Some(path));
+                self.params.choose_file(role, Some(path));
             }
             _ => self.browser = None,
         }
@@ -247,7 +228,7 @@ impl EditorApp {
     /// Files that loaded go to the front of their role's recent list.
     fn remember_loaded_files(&mut self) {
         for role in FileRole::ALL {
-            if let SlotStatus::Ready { path, .. } = self.slot_status(role) {
+            if let SlotStatus::Ready { path, .. } = self.params.file_status(role) {
                 self.recent.note(role, &path);
             }
         }
@@ -258,7 +239,7 @@ impl EditorApp {
         let mut chosen = None;
         egui::Grid::new("voice-files").num_columns(3).spacing([12.0, 6.0]).striped(true).show(ui, |ui| {
             for role in FileRole::ALL {
-                let status = self.slot_status(role);
+                let status = self.params.file_status(role);
                 let row = view::file_row(role, &status, steps);
                 ui.horizontal(|ui| {
                     light(ui, row.light);
@@ -305,7 +286,7 @@ impl EditorApp {
         });
         match chosen {
             Some(Choice::Browse(role, current)) => self.open_browser(role, current.as_deref()),
-            Some(Choice::File(role, path)) => self.choose(role, path),
+            Some(Choice::File(role, path)) => self.params.choose_file(role, path),
             None => {}
         }
     }

@@ -117,12 +117,6 @@ pub fn headless() -> bool {
 pub fn choose_startup_files(params: &RvcStageParams) {
     let Some(live) = LIVE.get() else { return };
     for (role, path) in &live.files {
-        let path = Some(path.clone());
-        match role {
-            FileRole::ContentModel => params.hubert.0.request(path),
-            FileRole::Index => params.index.0.request(path),
-            FileRole::PitchModel => params.pitch_model.0.request(path),
-            FileRole::Synthesizer => params.synth.0.request(path),
-        }
+        params.choose_file(*role, Some(path.clone()));
     }
 }

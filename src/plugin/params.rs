@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
 
+use super::editor::view::FileRole;
 use crate::engine::slot::{Slot, SlotStatus};
 use crate::engine::BLOCK_MS_RANGE;
 use crate::features::{model_slot, prefer_runtime_from_state, ContentModel, ModelOptions, ModelSlot, Precision};
@@ -181,6 +182,29 @@ impl<'a, T: Send + Sync + 'static> PersistentField<'a, Option<String>> for SlotF
         F: Fn(&Option<String>) -> R,
     {
         f(&self.0.chosen().map(|path| path.to_string_lossy().into_owned()))
+    }
+}
+
+impl RvcStageParams {
+    /// Starts loading `path` as the file for `role` (on a loader thread); `None` turns its step
+    /// off. Returns at once.
+    pub fn choose_file(&self, role: FileRole, path: Option<PathBuf>) {
+        match role {
+            FileRole::ContentModel => self.hubert.0.request(path),
+            FileRole::Index => self.index.0.request(path),
+            FileRole::PitchModel => self.pitch_model.0.request(path),
+            FileRole::Synthesizer => self.synth.0.request(path),
+        }
+    }
+
+    /// How loading the file for `role` went.
+    pub fn file_status(&self, role: FileRole) -> SlotStatus {
+        match role {
+            FileRole::ContentModel => self.hubert.0.status(),
+            FileRole::Index => self.index.0.status(),
+            FileRole::PitchModel => self.pitch_model.0.status(),
+            FileRole::Synthesizer => self.synth.0.status(),
+        }
     }
 }
 

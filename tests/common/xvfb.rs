@@ -13,11 +13,14 @@ pub struct Xvfb {
 
 impl Xvfb {
     /// A server on a display number of its own (`offset` tells apart several in one process).
+    /// `-noreset`: an X server resets whenever its last client leaves (as `xwininfo` and a closed
+    /// editor do here, unlike a desktop, where a window manager stays), and a connection made
+    /// during the reset fails.
     pub fn start(offset: u32) -> Self {
         let number = 200 + (std::process::id() % 400) * 4 + offset;
         let display = format!(":{number}");
         let server = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1000x900x24", "-nolisten", "tcp"])
+            .args([&display, "-screen", "0", "1000x900x24", "-nolisten", "tcp", "-noreset"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
