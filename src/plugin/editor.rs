@@ -431,6 +431,7 @@ impl NiceEguiApp for EditorApp {
     ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
         egui_ctx.set_visuals(egui::Visuals::dark());
         self.gui = Some(gui);
+        super::live::close_window_on_sigint();
         Ok(())
     }
 

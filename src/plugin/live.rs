@@ -76,14 +76,8 @@ pub fn main() -> std::process::ExitCode {
             }
         }
     }
-    let headless = options.headless;
     // Set once, before the wrapper makes the plugin.
     let _ = LIVE.set(options);
-    if !headless {
-        // SIGINT closes the window (the wrapper then deactivates the plugin and returns). Chained
-        // after the wrapper's own handler, which it installs when it starts.
-        close_window_on_sigint();
-    }
     let ran = nice_plug::wrapper::standalone::nice_export_standalone_with_args::<RvcStage, _>(rest);
     if ran {
         std::process::ExitCode::SUCCESS
@@ -92,11 +86,16 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// Installs, a moment after the wrapper has installed its own handler, one that also asks the
-/// editor to close. signal-hook chains the handler it finds, so both run.
-fn close_window_on_sigint() {
-    std::thread::spawn(|| {
-        std::thread::sleep(std::time::Duration::from_millis(500));
+/// In the live app, makes SIGINT close the editor's window too (the wrapper then deactivates
+/// the plugin and returns). The editor calls this when its window opens, which is after the
+/// wrapper installed its own SIGINT handler; signal-hook chains the handler it finds, so both
+/// run. Nothing in a host, and only once.
+pub fn close_window_on_sigint() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    if LIVE.get().is_none() {
+        return;
+    }
+    REGISTERED.call_once(|| {
         let quit = super::editor::quit_flag();
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         let registered = unsafe {
