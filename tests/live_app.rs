@@ -216,3 +216,13 @@ fn the_live_app_runs_headless_and_exits_cleanly_on_sigint() {
     assert!(status.success(), "exit {status} after SIGINT:\n{output}");
     assert!(!output.contains("panicked"), "{output}");
 }
+
+#[test]
+fn help_lists_the_voice_options_and_the_wrappers_audio_options() {
+    let output = Command::new(env!("CARGO_BIN_EXE_rvc-stage-live")).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    for option in ["--hubert", "--index", "--synth", "--pitch-model", "--fresh", "--headless", "--backend", "--sample-rate", "--period-size", "--input-device", "--output-device"] {
+        assert!(text.contains(option), "{option} missing from:\n{text}");
+    }
+}
