@@ -15,8 +15,8 @@ use std::sync::Arc;
 use nice_plug::prelude::*;
 
 use crate::engine::{Controls, Engine, EngineConfig, RenderMode};
-use editor::{RunningEngine, RvcEditor, Running};
 use crate::voice::{FeatureRecorder, VoiceControls, VoiceFiles, VoiceStage, VoiceStatus};
+use editor::{Running, RunningEngine, RvcEditor};
 pub use params::RvcStageParams;
 
 /// Set to a `.npy` path, the plugin records the blended content features of each activation's

@@ -30,7 +30,11 @@ fn with_the_editor_open_the_audio_thread_still_allocates_nothing_and_reopening_l
     }
     let x = common::xvfb::Xvfb::start(0);
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["with_the_editor_open_the_audio_thread_still_allocates_nothing_and_reopening_leaks_nothing", "--exact", "--nocapture"])
+        .args([
+            "with_the_editor_open_the_audio_thread_still_allocates_nothing_and_reopening_leaks_nothing",
+            "--exact",
+            "--nocapture",
+        ])
         .env("RVC_STAGE_EDITOR_CHILD", &x.display)
         .env("DISPLAY", &x.display)
         .env("LIBGL_ALWAYS_SOFTWARE", "1")
@@ -57,7 +61,8 @@ fn render_with_editor(display: &str) {
 
     let input = vec![noise(9, 96_000, 0.5); 2];
     let mut sizes = common::random_sizes(23, 2048);
-    let render = plugin.render(Settings::new(48_000.0, 2048, false), &input, &[("Transpose", "5")], &mut sizes).unwrap();
+    let render =
+        plugin.render(Settings::new(48_000.0, 2048, false), &input, &[("Transpose", "5")], &mut sizes).unwrap();
     check_clean(&render.output).unwrap();
     // What validators check, with the editor open: other rates and buffer sizes, offline.
     for (rate, max_frames) in [(22_050.0, 16_384), (96_000.0, 17), (44_100.0, 1)] {
@@ -83,7 +88,9 @@ fn render_with_editor(display: &str) {
     let grown_kb = process_status("VmRSS:").saturating_sub(memory);
     assert!(grown_kb < 20_000, "15 openings kept {grown_kb} kB");
     let kept_files = open_files().saturating_sub(files);
-    eprintln!("editor reopened 15 times: {grown_kb} kB kept, {kept_files} files (X connections) kept, threads {threads}");
+    eprintln!(
+        "editor reopened 15 times: {grown_kb} kB kept, {kept_files} files (X connections) kept, threads {threads}"
+    );
     assert!(kept_files <= 2, "15 openings kept {kept_files} open files");
 }
 

@@ -152,26 +152,32 @@ fn the_editor_shows_every_file_and_a_broken_one_in_words_and_sigint_closes_it() 
     let x = Xvfb::start(0);
     let hubert = model("hubert-tiny-768.onnx");
     let rmvpe = model("rmvpe-tiny-rvc.onnx");
-    let mut app = live_app(Some(&x.display), &dir, &[&"--hubert", &hubert, &"--pitch-model", &rmvpe, &"--synth", &broken]);
+    let mut app =
+        live_app(Some(&x.display), &dir, &[&"--hubert", &hubert, &"--pitch-model", &rmvpe, &"--synth", &broken]);
     let png = screenshots_dir().join("editor-broken-synthesizer.png");
-    let text = wait_for_text(&x, &mut app, &png, &[
-        "Content model",
-        "hubert-tiny-768.onnx",
-        "768-d",
-        "Index",
-        "none chosen",
-        "Pitch model",
-        "RMVPE, RVC export",
-        "Synthesizer",
-        "broken-voice.onnx",
-        "protobuf parsing failed",
-        "Nothing loaded for this step",
-        "Transpose",
-        "Block Size",
-        "Live status",
-        "Latency",
-        "Under-runs",
-    ]);
+    let text = wait_for_text(
+        &x,
+        &mut app,
+        &png,
+        &[
+            "Content model",
+            "hubert-tiny-768.onnx",
+            "768-d",
+            "Index",
+            "none chosen",
+            "Pitch model",
+            "RMVPE, RVC export",
+            "Synthesizer",
+            "broken-voice.onnx",
+            "protobuf parsing failed",
+            "Nothing loaded for this step",
+            "Transpose",
+            "Block Size",
+            "Live status",
+            "Latency",
+            "Under-runs",
+        ],
+    );
     assert!(!text.contains("loading"), "every file has finished loading: {text}");
     // The failure is drawn in the failure colour (its light and its reason), not only written.
     let red = count_pixels_near(&png, FAILED);
@@ -189,15 +195,20 @@ fn the_editor_with_a_working_voice_shows_its_files_and_timing() {
     let synth = model("demo-voice-768.onnx");
     let mut app = live_app(Some(&x.display), &dir, &[&"--hubert", &hubert, &"--synth", &synth, &"--fresh"]);
     let png = screenshots_dir().join("editor-voice-ready.png");
-    let text = wait_for_text(&x, &mut app, &png, &[
-        "demo-voice-768.onnx",
-        "RVC export, RVC v2 40 kHz, f0",
-        "built-in estimator",
-        "content features",
-        "synthesizer",
-        "ms of 100 ms",
-        "Real-time factor",
-    ]);
+    let text = wait_for_text(
+        &x,
+        &mut app,
+        &png,
+        &[
+            "demo-voice-768.onnx",
+            "RVC export, RVC v2 40 kHz, f0",
+            "built-in estimator",
+            "content features",
+            "synthesizer",
+            "ms of 100 ms",
+            "Real-time factor",
+        ],
+    );
     assert!(!text.contains("failed"), "{text}");
     let (status, output) = interrupt(app);
     assert!(status.success(), "exit {status} after SIGINT:\n{output}");
@@ -222,7 +233,19 @@ fn help_lists_the_voice_options_and_the_wrappers_audio_options() {
     let output = Command::new(env!("CARGO_BIN_EXE_rvc-stage-live")).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
-    for option in ["--hubert", "--index", "--synth", "--pitch-model", "--fresh", "--headless", "--backend", "--sample-rate", "--period-size", "--input-device", "--output-device"] {
+    for option in [
+        "--hubert",
+        "--index",
+        "--synth",
+        "--pitch-model",
+        "--fresh",
+        "--headless",
+        "--backend",
+        "--sample-rate",
+        "--period-size",
+        "--input-device",
+        "--output-device",
+    ] {
         assert!(text.contains(option), "{option} missing from:\n{text}");
     }
 }

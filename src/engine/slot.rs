@@ -196,12 +196,7 @@ fn load_and_publish<T>(
 
 /// Makes `resource` current, unless a newer request was made, and returns the one it replaced
 /// (or `resource` itself when superseded), for the caller to drop.
-fn publish<T>(
-    shared: &Shared<T>,
-    request: u64,
-    resource: Option<(PathBuf, Arc<T>)>,
-    about: String,
-) -> Option<Arc<T>> {
+fn publish<T>(shared: &Shared<T>, request: u64, resource: Option<(PathBuf, Arc<T>)>, about: String) -> Option<Arc<T>> {
     let mut published = lock(&shared.published);
     if shared.requests.load(Ordering::Acquire) != request {
         return resource.map(|(_, resource)| resource);

@@ -17,18 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use egui::{Color32, RichText, Ui};
 use egui_file_dialog::{DialogState, FileDialog, Filter};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, NativeSize, Size};
 use nice_plug::editor::{HostMethods, SizeConstraints, SpawnedEditor};
 use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
-use egui::{Color32, RichText, Ui};
 use nice_plug_egui::{create_egui_editor, widgets, EguiEditorHandle, EguiEditorState, EguiNiceSettings, NiceEguiApp};
 
-use crate::engine::{samples_for_ms, LatencyPlan};
 use crate::engine::slot::SlotStatus;
 use crate::engine::EngineStats;
+use crate::engine::{samples_for_ms, LatencyPlan};
 use crate::voice::{StepStatus, VoiceStatus};
 use recent::RecentFiles;
 use view::{FileRole, Light};
@@ -201,7 +201,10 @@ impl EditorApp {
         let filter = format!("{} (.{})", role.label(), role.extension());
         let mut dialog = FileDialog::new()
             .title(&format!("Choose the {}", role.label().to_lowercase()))
-            .add_file_filter(&filter, Filter::new(move |path: &Path| path.extension().is_some_and(|e| e == role.extension())))
+            .add_file_filter(
+                &filter,
+                Filter::new(move |path: &Path| path.extension().is_some_and(|e| e == role.extension())),
+            )
             .default_file_filter(&filter);
         if let Some(folder) = current.and_then(Path::parent) {
             dialog = dialog.initial_directory(folder.to_path_buf());
@@ -257,9 +260,9 @@ impl EditorApp {
                 });
                 ui.horizontal(|ui| {
                     let current = match &status {
-                        SlotStatus::Ready { path, .. } | SlotStatus::Loading { path } | SlotStatus::Failed { path, .. } => {
-                            Some(path.clone())
-                        }
+                        SlotStatus::Ready { path, .. }
+                        | SlotStatus::Loading { path }
+                        | SlotStatus::Failed { path, .. } => Some(path.clone()),
                         SlotStatus::Empty => None,
                     };
                     if ui.button("Browse…").on_hover_text(role.help()).clicked() {
@@ -298,23 +301,33 @@ impl EditorApp {
         let params = self.params.clone();
         let block_hint = self.block_hint(running);
         ui.columns(2, |columns| {
-            param_rows(&mut columns[0], "controls-voice", &setter, &[
-                &params.transpose,
-                &params.fine_tune,
-                &params.index_ratio,
-                &params.protect,
-                &params.formant,
-                &params.rms_mix,
-                &params.speaker,
-            ]);
-            param_rows(&mut columns[1], "controls-engine", &setter, &[
-                &params.block_ms,
-                &params.context_frames,
-                &params.silence_threshold,
-                &params.dry_wet,
-                &params.output_gain,
-                &params.bypass,
-            ]);
+            param_rows(
+                &mut columns[0],
+                "controls-voice",
+                &setter,
+                &[
+                    &params.transpose,
+                    &params.fine_tune,
+                    &params.index_ratio,
+                    &params.protect,
+                    &params.formant,
+                    &params.rms_mix,
+                    &params.speaker,
+                ],
+            );
+            param_rows(
+                &mut columns[1],
+                "controls-engine",
+                &setter,
+                &[
+                    &params.block_ms,
+                    &params.context_frames,
+                    &params.silence_threshold,
+                    &params.dry_wet,
+                    &params.output_gain,
+                    &params.bypass,
+                ],
+            );
             columns[1].label(block_hint);
         });
     }
@@ -357,7 +370,8 @@ impl EditorApp {
             ui.label("Latency").on_hover_text("Reported to the host, which compensates it");
             ui.label(&timing.latency);
             ui.end_row();
-            ui.label("Real-time factor").on_hover_text("Worker time per block over the block's length; under 1 keeps up");
+            ui.label("Real-time factor")
+                .on_hover_text("Worker time per block over the block's length; under 1 keeps up");
             let rtf = RichText::new(format!("{:.2}", timing.realtime_factor));
             ui.label(if timing.realtime_factor >= view::RTF_WARNING { rtf.color(WARNING) } else { rtf });
             ui.end_row();

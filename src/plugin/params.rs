@@ -271,13 +271,15 @@ impl Default for RvcStageParams {
                 FloatRange::Linear { min: SILENCE_OFF_DB, max: 0.0 },
             )
             .with_step_size(1.0)
-            .with_value_to_string(Arc::new(|db| {
-                if db <= SILENCE_OFF_DB {
-                    "off".into()
-                } else {
-                    format!("{db:.0} dB")
-                }
-            }))
+            .with_value_to_string(Arc::new(
+                |db| {
+                    if db <= SILENCE_OFF_DB {
+                        "off".into()
+                    } else {
+                        format!("{db:.0} dB")
+                    }
+                },
+            ))
             .with_string_to_value(Arc::new(|text| {
                 let text = text.trim();
                 if text.eq_ignore_ascii_case("off") {

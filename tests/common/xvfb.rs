@@ -27,7 +27,8 @@ impl Xvfb {
             .expect("Xvfb runs (installed by `cargo xtask setup`)");
         // Ready when it answers (a socket left by an earlier server on this number is not enough).
         let started = Instant::now();
-        while !Command::new("xwininfo").args(["-root", "-display", &display]).output().is_ok_and(|o| o.status.success()) {
+        while !Command::new("xwininfo").args(["-root", "-display", &display]).output().is_ok_and(|o| o.status.success())
+        {
             assert!(started.elapsed() < Duration::from_secs(20), "Xvfb did not start on {display}");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -77,4 +78,3 @@ impl Drop for Xvfb {
         let _ = self.server.wait();
     }
 }
-

@@ -17,7 +17,8 @@ pub enum FileRole {
 }
 
 impl FileRole {
-    pub const ALL: [FileRole; 4] = [FileRole::ContentModel, FileRole::Index, FileRole::PitchModel, FileRole::Synthesizer];
+    pub const ALL: [FileRole; 4] =
+        [FileRole::ContentModel, FileRole::Index, FileRole::PitchModel, FileRole::Synthesizer];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -215,7 +216,13 @@ pub fn timing(steps: &[StepStatus], engine: &EngineReport) -> Timing {
     } else {
         None
     };
-    Timing { latency: format!("{latency_ms:.0} ms ({} samples)", engine.latency_samples), bars, realtime_factor, underruns, advice }
+    Timing {
+        latency: format!("{latency_ms:.0} ms ({} samples)", engine.latency_samples),
+        bars,
+        realtime_factor,
+        underruns,
+        advice,
+    }
 }
 
 fn ago(seconds: f64) -> String {
@@ -287,9 +294,13 @@ pub fn param_help(name: &str) -> &'static str {
         "Bypass" => "Latency-compensated dry voice, crossfaded",
         "Dry/Wet" => "Share of the converted voice in the output",
         "Output Gain" => "Gain after mixing",
-        "Block Size" => "Audio the worker converts at a time; longer blocks give the models more headroom and cost latency",
+        "Block Size" => {
+            "Audio the worker converts at a time; longer blocks give the models more headroom and cost latency"
+        }
         "Index Ratio" => "How far the voice's features are pulled towards the index's (0 = not at all, 1 = replaced)",
-        "Context" => "Audio before each block the content model hears; more is closer to an offline render and costs time",
+        "Context" => {
+            "Audio before each block the content model hears; more is closer to an offline render and costs time"
+        }
         "Transpose" => "Pitch shift in semitones (12 = an octave)",
         "Fine Tune" => "Pitch shift in cents, added to Transpose",
         "Protect" => "On breaths and consonants, keep only this share of the index blend (0.5 = off)",
@@ -334,7 +345,8 @@ mod tests {
 
     #[test]
     fn a_loading_file_shows_its_name_and_a_spinner() {
-        let row = file_row(FileRole::Index, &SlotStatus::Loading { path: PathBuf::from("/voices/alto/added.index") }, &[]);
+        let row =
+            file_row(FileRole::Index, &SlotStatus::Loading { path: PathBuf::from("/voices/alto/added.index") }, &[]);
         assert_eq!((row.name.as_str(), row.detail.as_str(), row.light), ("added.index", "loading…", Light::Loading));
     }
 
@@ -374,10 +386,14 @@ mod tests {
             step(Step::ContentFeatures, None, 5),
             step(Step::Synthesizer, Some("the synthesizer takes 256-d features, the content model gives 768-d"), 1),
         ];
-        let ready = SlotStatus::Ready { path: PathBuf::from("/v/v1.onnx"), about: "RVC export, RVC v1 40 kHz, f0".into() };
+        let ready =
+            SlotStatus::Ready { path: PathBuf::from("/v/v1.onnx"), about: "RVC export, RVC v1 40 kHz, f0".into() };
         let synth = file_row(FileRole::Synthesizer, &ready, &steps);
         assert_eq!(synth.light, Light::Warning);
-        assert_eq!(synth.problem.as_deref(), Some("the synthesizer takes 256-d features, the content model gives 768-d"));
+        assert_eq!(
+            synth.problem.as_deref(),
+            Some("the synthesizer takes 256-d features, the content model gives 768-d")
+        );
         let content = file_row(FileRole::ContentModel, &ready, &steps);
         assert_eq!((content.light, content.problem), (Light::Ready, None), "the other rows stay as they are");
         // A step error while the file itself failed or is missing is already said by the row.
@@ -386,7 +402,8 @@ mod tests {
 
     #[test]
     fn timing_bars_are_shares_of_the_block_and_sum_to_the_realtime_factor() {
-        let steps = [step(Step::ContentFeatures, None, 30), step(Step::Synthesizer, None, 20), step(Step::Pitch, None, 0)];
+        let steps =
+            [step(Step::ContentFeatures, None, 30), step(Step::Synthesizer, None, 20), step(Step::Pitch, None, 0)];
         let timing = timing(&steps, &report(0, None));
         assert_eq!(timing.bars.len(), 2, "steps that never ran have no bar");
         assert_eq!((timing.bars[0].name, timing.bars[0].share), ("content features", 0.3));
