@@ -467,11 +467,6 @@ impl NiceEguiApp for EditorApp {
     fn resized(&mut self, size: nice_plug_egui::baseview::WindowSize) {
         self.params.editor_size.set((size.logical.width.round() as u32, size.logical.height.round() as u32));
     }
-
-    fn editor_closed(&mut self) {
-        self.browser = None;
-        self.gui = None;
-    }
 }
 
 fn heading(ui: &mut Ui, text: &str) {
