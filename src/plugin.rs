@@ -15,7 +15,7 @@ use std::sync::Arc;
 use nice_plug::prelude::*;
 
 use crate::engine::{Controls, Engine, EngineConfig, RenderMode};
-use crate::voice::{FeatureRecorder, VoiceControls, VoiceFiles, VoiceStage, VoiceStatus};
+use crate::voice::{FeatureRecorder, VoiceControls, VoiceFiles, VoiceStage};
 use editor::{Running, RunningEngine, RvcEditor};
 pub use params::RvcStageParams;
 
@@ -32,8 +32,6 @@ pub struct RvcStage {
     /// The running engine; `None` while inactive. Created in `activate`, so constructing the
     /// plugin (what hosts do when they scan) costs nothing.
     engine: Option<Engine<VoiceControls>>,
-    /// The running pipeline's status board (files, errors, time per step).
-    status: Option<Arc<VoiceStatus>>,
     /// The block length the engine was activated with; a different parameter value asks the
     /// host to re-activate the plugin.
     active_block_ms: i32,
@@ -51,7 +49,6 @@ impl Default for RvcStage {
             params,
             running: Arc::default(),
             engine: None,
-            status: None,
             active_block_ms: 0,
             restart_requested: false,
             feature_dump: None,
@@ -76,17 +73,10 @@ impl RvcStage {
         }
     }
 
-    /// The status board of the running pipeline (`None` while inactive): what each step uses,
-    /// why it failed, its time per block. For an editor and for tests.
-    pub fn voice_status(&self) -> Option<Arc<VoiceStatus>> {
-        self.status.clone()
-    }
-
     /// Joins the worker, then writes the feature dump if one was asked for.
     fn stop_engine(&mut self) {
         self.running.set(None);
         self.engine = None;
-        self.status = None;
         if let Some((path, recorder)) = self.feature_dump.take() {
             if let Err(error) = crate::npy::write_matrix(&path, &recorder.take()) {
                 nice_error!("RVC Stage cannot write its feature dump: {error}");
@@ -184,14 +174,13 @@ impl Plugin for RvcStage {
             Ok(engine) => {
                 context.set_latency_samples(engine.latency_samples() as u32);
                 self.running.set(Some(RunningEngine {
-                    status: status.clone(),
+                    status,
                     stats: engine.stats().clone(),
                     plan: *engine.plan(),
                     sample_rate: config.sample_rate,
                     block_ms,
                 }));
                 self.engine = Some(engine);
-                self.status = Some(status);
                 self.active_block_ms = block_ms;
                 self.restart_requested = false;
                 true

@@ -63,7 +63,7 @@ impl Running {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = engine;
     }
 
-    fn get(&self) -> Option<RunningEngine> {
+    pub fn get(&self) -> Option<RunningEngine> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

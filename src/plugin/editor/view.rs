@@ -266,11 +266,7 @@ pub const METER_FLOOR_DB: f32 = -60.0;
 
 /// A peak in dBFS for a meter, never below [`METER_FLOOR_DB`].
 pub fn meter_db(peak: f32) -> f32 {
-    if peak > 0.0 {
-        (20.0 * peak.log10()).max(METER_FLOOR_DB)
-    } else {
-        METER_FLOOR_DB
-    }
+    nice_plug::util::gain_to_db(peak).max(METER_FLOOR_DB)
 }
 
 /// The meter's fill, 0 at the floor to 1 at 0 dBFS (more when clipping).
