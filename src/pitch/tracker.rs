@@ -359,3 +359,30 @@ fn refine(d: &[f32], lag: usize) -> f32 {
     let shift = if curvature > 0.0 { 0.5 * (a - c) / curvature } else { 0.0 };
     lag as f32 + shift.clamp(-1.0, 1.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cents(a: f32, b: f32) -> f32 {
+        1200.0 * (a / b).log2()
+    }
+
+    #[test]
+    fn on_a_glide_an_estimate_moves_back_by_the_slope_times_its_time_offset() {
+        // 100 Hz: lag 160, so YIN's pairs are centred 256 + 80 − 312 = 24 samples (1.5 ms) after
+        // the frame's centre. Rising 40 cents over ±20 ms is 1000 cents per second: 1.5 cents.
+        let (newer, older) = (100.0 * 2f32.powf(20.0 / 1200.0), 100.0 * 2f32.powf(-20.0 / 1200.0));
+        assert!((cents(at_frame_centre(100.0, newer, older), 100.0) + 1.5).abs() < 1e-3);
+        // 400 Hz: lag 40, centred 36 samples (2.25 ms) before the centre: moved up 2.25 cents.
+        let (newer, older) = (400.0 * 2f32.powf(20.0 / 1200.0), 400.0 * 2f32.powf(-20.0 / 1200.0));
+        assert!((cents(at_frame_centre(400.0, newer, older), 400.0) - 2.25).abs() < 1e-3);
+    }
+
+    #[test]
+    fn steady_pitch_leaps_and_voicing_edges_are_left_alone() {
+        assert_eq!(at_frame_centre(150.0, 150.0, 150.0), 150.0);
+        assert_eq!(at_frame_centre(150.0, 300.0, 150.0), 150.0, "an octave leap is no glide");
+        assert_eq!(at_frame_centre(150.0, 0.0, 148.0), 150.0, "an unvoiced neighbour gives no slope");
+    }
+}
