@@ -92,7 +92,7 @@ impl RvcStage {
             stage: VoiceControls {
                 index_ratio: self.params.index_ratio.value(),
                 context_frames: self.params.context_frames.value().max(0) as usize,
-                transpose: self.params.transpose.value() as f32 + self.params.fine_tune.value() as f32 / 100.0,
+                transpose: self.params.transpose_semitones(),
                 protect: self.params.protect.value(),
                 rms_mix: self.params.rms_mix.value(),
                 speaker: i64::from(self.params.speaker.value()),

@@ -237,6 +237,14 @@ impl EditorApp {
         }
     }
 
+    fn sections(&mut self, ui: &mut Ui, running: Option<&RunningEngine>, steps: &[StepStatus]) {
+        self.voice_section(ui, steps);
+        ui.separator();
+        self.controls_section(ui, running);
+        ui.separator();
+        self.status_section(ui, running, steps);
+    }
+
     fn voice_section(&mut self, ui: &mut Ui, steps: &[StepStatus]) {
         heading(ui, "Voice");
         let mut chosen = None;
@@ -392,7 +400,7 @@ impl EditorApp {
             meter(ui, output);
             ui.end_row();
             ui.label("Pitch");
-            let transpose = self.params.transpose.value() as f32 + self.params.fine_tune.value() as f32 / 100.0;
+            let transpose = self.params.transpose_semitones();
             let tracking = matches!(self.params.synth.0.status(), SlotStatus::Ready { .. });
             ui.label(view::pitch_text(engine.status.pitch_hz(), transpose, tracking));
             ui.end_row();
@@ -400,8 +408,8 @@ impl EditorApp {
         if let Some(advice) = &timing.advice {
             ui.label(RichText::new(advice).color(WARNING));
         }
-        let errors: Vec<_> = steps.iter().filter(|s| s.file.is_none()).filter_map(|s| s.error.as_ref()).collect();
-        for error in errors {
+        // Errors of steps without a file (e.g. an odd host rate); the others are on their rows.
+        for error in steps.iter().filter(|s| s.file.is_none()).filter_map(|s| s.error.as_ref()) {
             ui.label(RichText::new(error).color(FAILED));
         }
     }
@@ -414,16 +422,6 @@ impl EditorApp {
         let settle = |shown: f32, peak: f32| view::meter_db(peak).max(shown - fall).max(view::METER_FLOOR_DB);
         self.levels = (settle(self.levels.0, input), settle(self.levels.1, output));
         self.levels
-    }
-}
-
-impl EditorApp {
-    fn sections(&mut self, ui: &mut Ui, running: Option<&RunningEngine>, steps: &[StepStatus]) {
-        self.voice_section(ui, steps);
-        ui.separator();
-        self.controls_section(ui, running);
-        ui.separator();
-        self.status_section(ui, running, steps);
     }
 }
 

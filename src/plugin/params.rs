@@ -186,6 +186,11 @@ impl<'a, T: Send + Sync + 'static> PersistentField<'a, Option<String>> for SlotF
 }
 
 impl RvcStageParams {
+    /// Transpose plus Fine Tune, in semitones.
+    pub fn transpose_semitones(&self) -> f32 {
+        self.transpose.value() as f32 + self.fine_tune.value() as f32 / 100.0
+    }
+
     /// Starts loading `path` as the file for `role` (on a loader thread); `None` turns its step
     /// off. Returns at once.
     pub fn choose_file(&self, role: FileRole, path: Option<PathBuf>) {

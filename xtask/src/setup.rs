@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 /// Debian packages the build needs (faiss is built from source by the retrieval stage),
 /// OpenBLAS's serial build, which the plugin loads in place of the threaded one (build.rs),
 /// patchelf, with which bundling lets the libraries shipped beside the plugin find each other,
-/// ALSA's and JACK's headers for the live app's audio backends (found through pkg-config), and what the editor tests use:
-/// a virtual X server with Mesa's software OpenGL, xwininfo, ImageMagick and Tesseract OCR.
+/// ALSA's and JACK's headers for the live app's audio backends (found through pkg-config), and
+/// what the editor tests use: a virtual X server with Mesa's software OpenGL, xwininfo,
+/// ImageMagick and Tesseract OCR.
 const APT_PACKAGES: &[&str] = &[
     "cmake",
     "libopenblas-dev",
