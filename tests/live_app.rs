@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::xvfb::Xvfb;
+use common::ocr::{read_text, reads_like, Page};
+use common::xdnd::{drop_files, Outcome};
+use common::xvfb::{window_named, Xvfb};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,22 +25,6 @@ fn screenshots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// The text Tesseract reads in `png` (enlarged, inverted to dark on light), lower-cased and
-/// without white space, so a word split by the OCR still matches.
-fn read_text(png: &Path) -> String {
-    let prepared = png.with_extension("ocr.png");
-    let status = Command::new("convert")
-        .arg(png)
-        .args(["-resize", "300%", "-colorspace", "Gray", "-negate"])
-        .arg(&prepared)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = Command::new("tesseract").arg(&prepared).arg("-").stderr(Stdio::null()).output().unwrap();
-    assert!(output.status.success(), "tesseract failed");
-    String::from_utf8_lossy(&output.stdout).to_lowercase().split_whitespace().collect()
 }
 
 fn normalised(text: &str) -> String {
@@ -98,28 +84,6 @@ fn wait_for_text(x: &Xvfb, app: &mut Child, png: &Path, expected: &[&str]) -> St
         assert!(started.elapsed() < SHOW_TIMEOUT, "the window never showed {missing:?}; it read:\n{text}");
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-/// Whether `text` holds `pattern` with at most one OCR slip (a wrong, missing or extra
-/// character) per five characters: the least edit distance from `pattern` to any stretch of
-/// `text` (Sellers' algorithm).
-fn reads_like(text: &str, pattern: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    // best[i]: edits to match pattern[..i] ending at the current text position.
-    let mut best: Vec<usize> = (0..=pattern.len()).collect();
-    let allowed = pattern.len() / 5;
-    for c in text.chars() {
-        let mut diagonal = best[0];
-        for i in 1..=pattern.len() {
-            let substituted = diagonal + usize::from(pattern[i - 1] != c);
-            diagonal = best[i];
-            best[i] = substituted.min(best[i] + 1).min(best[i - 1] + 1);
-        }
-        if best[pattern.len()] <= allowed {
-            return true;
-        }
-    }
-    false
 }
 
 #[test]
@@ -214,6 +178,102 @@ fn the_editor_with_a_working_voice_shows_its_files_and_timing() {
     // What loaded is remembered for the next start.
     let recent = std::fs::read_to_string(dir.join("rvc-stage/recent-files.json")).unwrap();
     assert!(recent.contains("demo-voice-768.onnx") && recent.contains("hubert-tiny-768.onnx"), "{recent}");
+}
+
+/// Files dragged from a file manager (an XDND source, `tests/common/xdnd.rs`) onto the window.
+/// Dropped anywhere but a file's row, each goes to the row its contents say it belongs to, and
+/// one that is no voice file is named as such; dragged over a row, the window says what a drop
+/// there does; dropped onto a row, the file goes to that row even where its contents say
+/// otherwise, and the row says why it cannot be used.
+#[test]
+fn files_dropped_onto_the_window_go_to_their_rows() {
+    let dir = common::scratch("live-drops");
+    let index = dir.join("my voice.index");
+    std::fs::write(&index, b"not really an index").unwrap();
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, b"take 3 was best").unwrap();
+    let x = Xvfb::start(2);
+    let mut app = live_app(Some(&x.display), &dir, &[&"--fresh"]);
+    let png = dir.join("window.png");
+    wait_for_text(&x, &mut app, &png, &["Pitch model", "Live status"]);
+    let window = window_named(&x.display, "RVC Stage").unwrap();
+    let on_screen = |(x, y): (i32, i32)| (window.x + x, window.y + y);
+    let taken = Outcome { accepted_over: true, finished: true };
+
+    let page = Page::read(&png);
+    let anywhere_else = *page.find("Live status").first().expect("the status heading is read");
+    let (rmvpe, synth) = (model("rmvpe-tiny-wokada.onnx"), model("synth-tiny-wokada-768.onnx"));
+    let files = [rmvpe.as_path(), synth.as_path(), index.as_path(), notes.as_path()];
+    assert_eq!(drop_files(&x.display, on_screen(anywhere_else), &files, || {}), taken);
+    let expected =
+        ["rmvpe-tiny-wokada.onnx", "synth-tiny-wokada-768.onnx", "voice.index", "Not recognised", "notes.txt"];
+    wait_for_text(&x, &mut app, &png, &expected);
+    let (page, rows) = (Page::read(&png), voice_rows(&png));
+    assert_in_row(&page, &rows, FileRow::Pitch, "rmvpe-tiny-wokada.onnx");
+    assert_in_row(&page, &rows, FileRow::Synthesizer, "synth-tiny-wokada-768.onnx");
+    assert_in_row(&page, &rows, FileRow::Index, "voice.index");
+
+    let pitch_row = rows[2].1;
+    let hubert = model("hubert-tiny-768.onnx");
+    let dragging = screenshots_dir().join("editor-dragging-onto-a-row.png");
+    let outcome = drop_files(&x.display, on_screen(pitch_row), &[&hubert], || {
+        wait_for_text(&x, &mut app, &dragging, &["Drop to use it as the pitch model"]);
+    });
+    assert_eq!(outcome, taken);
+    wait_for_text(&x, &mut app, &png, &["hubert-tiny-768.onnx", "does not look like an RMVPE pitch model"]);
+    let (page, rows) = (Page::read(&png), voice_rows(&png));
+    assert_in_row(&page, &rows, FileRow::Pitch, "hubert-tiny-768.onnx");
+    assert_eq!(page.find("hubert-tiny-768.onnx").len(), 1, "in one row only");
+    interrupt_cleanly(app);
+}
+
+/// The Voice section's rows, by the words of their names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FileRow {
+    Content,
+    Index,
+    Pitch,
+    Synthesizer,
+}
+
+impl FileRow {
+    const ALL: [FileRow; 4] = [FileRow::Content, FileRow::Index, FileRow::Pitch, FileRow::Synthesizer];
+
+    fn name(self) -> &'static str {
+        match self {
+            FileRow::Content => "Content model",
+            FileRow::Index => "Index",
+            FileRow::Pitch => "Pitch model",
+            FileRow::Synthesizer => "Synthesizer",
+        }
+    }
+}
+
+/// The width of the Voice section's first column (light and row name) at the default size.
+const ROW_NAMES_WIDTH: i32 = 124;
+
+/// The Voice section's rows in `png`: where each row's name is, read in the picture's first
+/// column alone (beside the file names, Tesseract misreads them), above the Controls heading.
+fn voice_rows(png: &Path) -> Vec<(FileRow, (i32, i32))> {
+    let names = Page::read_strip(png, 0, ROW_NAMES_WIDTH);
+    let controls = names.find("Controls").first().map_or(i32::MAX, |(_, y)| *y);
+    let row = |row: FileRow| {
+        let found = names.find(row.name()).into_iter().find(|(_, y)| *y < controls);
+        (row, found.unwrap_or_else(|| panic!("{row:?} not read in {}", png.display())))
+    };
+    FileRow::ALL.map(row).to_vec()
+}
+
+/// Checks the file name `value` is read in `row` (`page` and `rows` read from one picture). A
+/// row's name is centred on the row's lines and the file name is its first line, so the row
+/// is the nearest name at or below it.
+fn assert_in_row(page: &Page, rows: &[(FileRow, (i32, i32))], row: FileRow, value: &str) {
+    let labels: Vec<(FileRow, i32)> = rows.iter().map(|(r, (_, y))| (*r, *y)).collect();
+    let values = page.find(value);
+    let (_, value_y) = *values.first().unwrap_or_else(|| panic!("{value} not read"));
+    let below = labels.iter().filter(|(_, y)| *y >= value_y - 3 && *y - value_y <= 40);
+    let found = below.min_by_key(|(_, y)| *y - value_y).map(|(r, _)| *r);
+    assert_eq!(found, Some(row), "{value} read at y {value_y}; rows at {labels:?}");
 }
 
 #[test]

@@ -12,6 +12,8 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// The inputs a caller feeds (initializers declared as inputs left out).
     pub inputs: Vec<String>,
+    /// Their declared dimensions, in the same order (see [`value_info_dims`]).
+    pub input_dims: Vec<Option<Vec<Option<u64>>>>,
 }
 
 impl Graph {
@@ -31,13 +33,14 @@ impl Graph {
             .filter(|f| f.number == 5 && f.wire == LEN)
             .filter_map(|f| tensor_name(&graph[f.value.clone()]))
             .collect();
-        let inputs = fields
+        let (inputs, input_dims) = fields
             .iter()
             .filter(|f| f.number == 11 && f.wire == LEN)
-            .filter_map(|f| value_info_name(&graph[f.value.clone()]))
-            .filter(|name| !initializers.contains(name))
-            .collect();
-        Some(Graph { model_fields, bytes, fields, nodes, inputs })
+            .map(|f| &graph[f.value.clone()])
+            .filter_map(|info| Some((value_info_name(info)?, value_info_dims(info))))
+            .filter(|(name, _)| !initializers.contains(name))
+            .unzip();
+        Some(Graph { model_fields, bytes, fields, nodes, inputs, input_dims })
     }
 
     /// The version of the standard operator set the model imports (0 if none).
@@ -201,6 +204,26 @@ pub fn ints_attribute(bytes: &[u8], wanted: &str) -> Option<Vec<u64>> {
 pub fn value_info_name(bytes: &[u8]) -> Option<String> {
     let field = fields(bytes)?.into_iter().find(|f| f.number == 1 && f.wire == LEN)?;
     String::from_utf8(bytes[field.value].to_vec()).ok()
+}
+
+/// The dimensions a ValueInfoProto declares for its tensor (`type` → `tensor_type` → `shape` →
+/// `dim`), `None` for a symbolic or unset one; `None` altogether when it declares no shape.
+pub fn value_info_dims(bytes: &[u8]) -> Option<Vec<Option<u64>>> {
+    fn inner(bytes: &[u8], number: u64) -> Option<&[u8]> {
+        let field = fields(bytes)?.into_iter().find(|f| f.number == number && f.wire == LEN)?;
+        Some(&bytes[field.value])
+    }
+    let shape = inner(inner(inner(bytes, 2)?, 1)?, 2)?;
+    let dims = fields(shape)?.into_iter().filter(|f| f.number == 1 && f.wire == LEN);
+    dims.map(|dim| {
+        let dim = &shape[dim.value];
+        let value = fields(dim)?.into_iter().find(|f| f.number == 1 && f.wire == 0);
+        Some(value.and_then(|f| {
+            let mut at = f.value.start;
+            varint(dim, &mut at)
+        }))
+    })
+    .collect()
 }
 
 /// The `name` of a TensorProto (field 8).

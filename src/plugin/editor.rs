@@ -1,14 +1,16 @@
 //! The plugin's window (nice-plug-egui 0.5.1 on egui 0.36, the newest pair that
 //! `egui-file-dialog` 0.15 supports, so files are browsed in a dialog egui draws itself and no
 //! GUI toolkit is loaded into the host): the **Voice** section (one row per file: what it is,
-//! loading / ready / failed and why, browse, recent files), every **control** with its unit and a
-//! tooltip, and the **live status** the worker and the audio thread publish (latency, time per
-//! step against the block, real-time factor, under-runs with advice, levels, pitch).
+//! loading / ready / failed and why, browse, recent files, files dropped onto the window —
+//! [`file_drop`]), every **control** with its unit and a tooltip, and the **live status** the
+//! worker and the audio thread publish (latency, time per step against the block, real-time
+//! factor, under-runs with advice, levels, pitch).
 //!
 //! Runs on the host's GUI thread. It reads atomics and status locks held only to copy a value,
 //! asks the slots to load files (their loader threads read them), and never touches the audio
 //! thread. The window's size is part of the plugin state.
 
+pub mod file_drop;
 pub mod recent;
 pub mod view;
 
@@ -24,12 +26,15 @@ use nice_plug::editor::dpi::{LogicalSize, NativeSize, Size};
 use nice_plug::editor::{HostMethods, SizeConstraints, SpawnedEditor};
 use nice_plug::params::persist::PersistentField;
 use nice_plug::prelude::*;
-use nice_plug_egui::{create_egui_editor, widgets, EguiEditorHandle, EguiEditorState, EguiNiceSettings, NiceEguiApp};
+use nice_plug_egui::{
+    create_egui_editor, widgets, EguiEditorHandle, EguiEditorState, EguiNiceSettings, NiceEguiApp, RepaintNotifier,
+};
 
 use crate::engine::slot::SlotStatus;
 use crate::engine::EngineStats;
 use crate::engine::{samples_for_ms, LatencyPlan};
 use crate::voice::{StepStatus, VoiceStatus};
+use file_drop::DropTarget;
 use recent::RecentFiles;
 use view::{FileRole, Light};
 
@@ -111,13 +116,18 @@ pub fn quit_flag() -> &'static AtomicBool {
 pub struct RvcEditor {
     params: Arc<RvcStageParams>,
     running: Arc<Running>,
+    /// Asks the open window for a redraw from any thread.
+    repaint: RepaintNotifier,
+    /// Takes files dropped onto the window: made when the window first opens (X11 only).
+    drop_target: std::sync::OnceLock<Option<Arc<DropTarget>>>,
     /// The editor of the open window, for its size in native pixels.
     open: Mutex<Option<nice_plug_egui::EguiEditor<EditorApp>>>,
 }
 
 impl RvcEditor {
     pub fn new(params: Arc<RvcStageParams>, running: Arc<Running>) -> Self {
-        RvcEditor { params, running, open: Mutex::new(None) }
+        let (repaint, drop_target) = (RepaintNotifier::new(), std::sync::OnceLock::new());
+        RvcEditor { params, running, repaint, drop_target, open: Mutex::new(None) }
     }
 
     fn settings() -> EguiNiceSettings {
@@ -142,8 +152,9 @@ impl Editor for RvcEditor {
     ) -> Result<SpawnedEditor<Self::Handle>, Box<dyn std::error::Error>> {
         let (width, height) = self.params.editor_size.get();
         let state = EguiEditorState::from_size(LogicalSize::new(f64::from(width), f64::from(height)), 1.0);
-        let app = EditorApp::new(self.params.clone(), self.running.clone());
-        let editor = create_egui_editor(state, Default::default(), Self::settings(), app)
+        let drops = self.drop_target.get_or_init(|| DropTarget::start(self.repaint.clone()).map(Arc::new)).clone();
+        let app = EditorApp::new(self.params.clone(), self.running.clone(), drops);
+        let editor = create_egui_editor(state, self.repaint.clone(), Self::settings(), app)
             .ok_or("nice-plug-egui made no editor")?;
         let spawned = editor.spawn(parent, wait_for_parent, fallback_scale_factor, gui_context, host)?;
         *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Some(editor);
@@ -181,10 +192,14 @@ pub struct EditorApp {
     levels_at: Instant,
     /// The latency a Block Size value would give, cached by value.
     block_latency: Option<(i32, f64)>,
+    /// Files dropped onto the window (none where the window system is not X11).
+    drops: Option<Arc<DropTarget>>,
+    /// What the last drop could not place, until the next drop.
+    drop_note: Option<String>,
 }
 
 impl EditorApp {
-    fn new(params: Arc<RvcStageParams>, running: Arc<Running>) -> Self {
+    fn new(params: Arc<RvcStageParams>, running: Arc<Running>, drops: Option<Arc<DropTarget>>) -> Self {
         EditorApp {
             params,
             running,
@@ -194,6 +209,8 @@ impl EditorApp {
             levels: (view::METER_FLOOR_DB, view::METER_FLOOR_DB),
             levels_at: Instant::now(),
             block_latency: None,
+            drops,
+            drop_note: None,
         }
     }
 
@@ -247,16 +264,18 @@ impl EditorApp {
 
     fn voice_section(&mut self, ui: &mut Ui, steps: &[StepStatus]) {
         heading(ui, "Voice");
+        let hovering = self.drops.as_ref().and_then(|drops| drops.hovering()).map(|at| window_point(ui, at));
         let mut chosen = None;
+        let mut rows = Vec::with_capacity(FileRole::ALL.len());
         egui::Grid::new("voice-files").num_columns(3).spacing([12.0, 6.0]).striped(true).show(ui, |ui| {
             for role in FileRole::ALL {
                 let status = self.params.file_status(role);
                 let row = view::file_row(role, &status, steps);
-                ui.horizontal(|ui| {
+                let name = ui.horizontal(|ui| {
                     light(ui, row.light);
                     ui.label(RichText::new(role.label()).strong()).on_hover_text(role.help());
                 });
-                ui.vertical(|ui| {
+                let file = ui.vertical(|ui| {
                     ui.set_min_width(FILE_COLUMN_WIDTH);
                     ui.set_max_width(FILE_COLUMN_WIDTH);
                     ui.label(RichText::new(&row.name).monospace());
@@ -266,7 +285,7 @@ impl EditorApp {
                         ui.label(RichText::new(problem).color(WARNING));
                     }
                 });
-                ui.horizontal(|ui| {
+                let buttons = ui.horizontal(|ui| {
                     let current = match &status {
                         SlotStatus::Ready { path, .. }
                         | SlotStatus::Loading { path }
@@ -292,13 +311,41 @@ impl EditorApp {
                         chosen = Some(Choice::File(role, None));
                     }
                 });
+                rows.push((role, name.response.rect.union(file.response.rect).union(buttons.response.rect)));
                 ui.end_row();
             }
         });
+        self.take_drops(ui, &rows, hovering);
         match chosen {
             Some(Choice::Browse(role, current)) => self.open_browser(role, current.as_deref()),
             Some(Choice::File(role, path)) => self.params.choose_file(role, path),
             None => {}
+        }
+    }
+
+    /// While files are dragged over the window: the row under them outlined and what a drop
+    /// there does. Dropped files: onto their row, or where their kind belongs.
+    fn take_drops(&mut self, ui: &mut Ui, rows: &[(FileRole, egui::Rect)], hovering: Option<egui::Pos2>) {
+        let Some(drops) = self.drops.clone() else { return };
+        let row_at = |at: egui::Pos2| rows.iter().find(|(_, rect)| rect.expand(3.0).contains(at));
+        if let Some(at) = hovering {
+            let over = row_at(at);
+            if let Some((_, rect)) = over {
+                let stroke = egui::Stroke::new(2.0, ui.visuals().selection.stroke.color);
+                ui.painter().rect_stroke(rect.expand(3.0), 4.0, stroke, egui::StrokeKind::Outside);
+            }
+            ui.label(RichText::new(view::drag_hint(over.map(|(role, _)| *role))).strong());
+        }
+        for dropped in drops.take() {
+            let on = row_at(window_point(ui, dropped.at)).map(|(role, _)| *role);
+            let (placed, note) = view::place_dropped(on, &dropped.files);
+            for (role, path) in placed {
+                self.params.choose_file(role, Some(path));
+            }
+            self.drop_note = note;
+        }
+        if let Some(note) = &self.drop_note {
+            ui.label(RichText::new(note).color(WARNING));
         }
     }
 
@@ -439,10 +486,14 @@ impl NiceEguiApp for EditorApp {
         &mut self,
         egui_ctx: egui::Context,
         gui: GuiContext,
-        _frame: &mut nice_plug_egui::Frame,
+        frame: &mut nice_plug_egui::Frame,
     ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
         egui_ctx.set_visuals(egui::Visuals::dark());
         self.gui = Some(gui);
+        match (&self.drops, x11_window(frame)) {
+            (Some(drops), Some(window)) => drops.attach(window),
+            _ => self.drops = None,
+        }
         super::live::close_window_on_sigint();
         Ok(())
     }
@@ -465,6 +516,22 @@ impl NiceEguiApp for EditorApp {
     fn resized(&mut self, size: nice_plug_egui::baseview::WindowSize) {
         self.params.editor_size.set((size.logical.width.round() as u32, size.logical.height.round() as u32));
     }
+}
+
+/// The X11 window egui draws into (`None` on other window systems).
+fn x11_window(frame: &nice_plug_egui::Frame) -> Option<u32> {
+    use raw_window_handle::{HasWindowHandle, RawWindowHandle};
+    match frame.baseview_window().window_handle().ok()?.as_raw() {
+        RawWindowHandle::Xlib(handle) => u32::try_from(handle.window).ok(),
+        RawWindowHandle::Xcb(handle) => Some(handle.window.get()),
+        _ => None,
+    }
+}
+
+/// A point in the window's physical pixels, in egui's points.
+fn window_point(ui: &Ui, (x, y): (f32, f32)) -> egui::Pos2 {
+    let pixels_per_point = ui.ctx().pixels_per_point();
+    egui::pos2(x / pixels_per_point, y / pixels_per_point)
 }
 
 fn heading(ui: &mut Ui, text: &str) {

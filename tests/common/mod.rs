@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests: signals, test stages and a render loop.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod ocr;
 pub mod voices;
+pub mod xdnd;
 pub mod xvfb;
 
 use rvc_stage::engine::{BlockFailed, Controls, Engine, Stage, StageControls};

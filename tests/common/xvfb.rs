@@ -38,18 +38,38 @@ impl Xvfb {
     /// The top-level window called `title` as a PNG at `path`; false while there is no such
     /// window to photograph yet (it is being made, or not mapped).
     pub fn screenshot(&self, title: &str, path: &Path) -> bool {
-        let quoted = format!("\"{title}\"");
-        let listing = xwininfo(&self.display, &["-root", "-children"]);
-        let line = listing.lines().find(|line| line.contains(&quoted));
-        let Some(id) = line.and_then(|line| line.split_whitespace().next()) else { return false };
-        Command::new("import")
-            .args(["-display", &self.display, "-window", id])
-            .arg(path)
-            .stderr(Stdio::null())
-            .status()
-            .expect("ImageMagick's import runs (installed by `cargo xtask setup`)")
-            .success()
+        screenshot(&self.display, title, path)
     }
+}
+
+/// The window of `display` called `title` (a child of the root) as a PNG at `path`; false while
+/// there is none to photograph.
+pub fn screenshot(display: &str, title: &str, path: &Path) -> bool {
+    let Some(window) = window_named(display, title) else { return false };
+    Command::new("import")
+        .args(["-display", display, "-window", &window.id])
+        .arg(path)
+        .stderr(Stdio::null())
+        .status()
+        .expect("ImageMagick's import runs (installed by `cargo xtask setup`)")
+        .success()
+}
+
+/// A window as `xwininfo` gives it: its id and where it is on the screen.
+pub struct WindowPlace {
+    pub id: String,
+    pub x: i32,
+    pub y: i32,
+}
+
+/// The first window of `display` called `title` (at any depth).
+pub fn window_named(display: &str, title: &str) -> Option<WindowPlace> {
+    let quoted = format!("\"{title}\"");
+    let listing = xwininfo(display, &["-root", "-tree"]);
+    let id = listing.lines().find(|line| line.contains(&quoted))?.split_whitespace().next()?.to_string();
+    let info = xwininfo(display, &["-id", &id]);
+    let field = |name: &str| -> Option<i32> { info.split(name).nth(1)?.split_whitespace().next()?.parse().ok() };
+    Some(WindowPlace { x: field("Absolute upper-left X:")?, y: field("Absolute upper-left Y:")?, id })
 }
 
 /// The id of `display`'s root window, which stands in for a host's window in embedding tests.

@@ -306,7 +306,8 @@ fn screenshots() -> Result<()> {
 }
 
 /// The pictures `tests/live_app.rs` takes that the README shows.
-const SCREENSHOTS: [&str; 2] = ["editor-voice-ready.png", "editor-broken-synthesizer.png"];
+const SCREENSHOTS: [&str; 3] =
+    ["editor-voice-ready.png", "editor-broken-synthesizer.png", "editor-dragging-onto-a-row.png"];
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(to)?;

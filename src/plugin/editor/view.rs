@@ -2,7 +2,7 @@
 //! Voice section, the timing bars, the under-run advice, the pitch and the levels. No egui
 //! here, so every display decision is unit-tested. Runs on the editor's (GUI) thread.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::engine::slot::SlotStatus;
 use crate::voice::{Step, StepStatus, LAG_ADVICE};
@@ -284,6 +284,49 @@ pub fn block_size_hint(active_ms: i32, new_ms: i32, new_latency_ms: Option<f64>)
     }
 }
 
+/// Where dropped files go: the first onto the row it was `dropped_on` (if any), every other to
+/// the row its kind belongs to (`files` carry the role their contents say, if any); one file
+/// per row, the first of several. Returns the choices and, when some files found no row, the
+/// sentence that says why.
+pub fn place_dropped(
+    dropped_on: Option<FileRole>,
+    files: &[(PathBuf, Option<FileRole>)],
+) -> (Vec<(FileRole, PathBuf)>, Option<String>) {
+    let mut placed: Vec<(FileRole, PathBuf)> = Vec::new();
+    let mut unknown = Vec::new();
+    let mut extra = Vec::new();
+    for (i, (path, kind)) in files.iter().enumerate() {
+        let role = if i == 0 { dropped_on.or(*kind) } else { *kind };
+        match role {
+            Some(role) if placed.iter().any(|(taken, _)| *taken == role) => extra.push(file_name(path)),
+            Some(role) => placed.push((role, path.clone())),
+            None => unknown.push(file_name(path)),
+        }
+    }
+    let mut notes = Vec::new();
+    if !unknown.is_empty() {
+        notes.push(format!(
+            "Not recognised as a content model, index, pitch model or synthesizer: {}. To use a file anyway, drop it onto its row.",
+            unknown.join(", ")
+        ));
+    }
+    if !extra.is_empty() {
+        notes.push(format!("One file per step: left out {}.", extra.join(", ")));
+    }
+    (placed, (!notes.is_empty()).then(|| notes.join(" ")))
+}
+
+/// What the Voice section says while files are dragged over the window.
+pub fn drag_hint(over: Option<FileRole>) -> String {
+    match over {
+        Some(role) => format!("Drop to use it as the {}", role.label().to_lowercase()),
+        None => {
+            "Drop onto a row to use a file for that step, or anywhere else to have each file go where its kind belongs"
+                .into()
+        }
+    }
+}
+
 /// A one-line explanation of each parameter, by its name.
 pub fn param_help(name: &str) -> &'static str {
     match name {
@@ -467,5 +510,44 @@ mod tests {
             block_size_hint(100, 250, Some(734.0)),
             "250 ms takes effect when the host re-activates the plugin. The latency becomes 734 ms."
         );
+    }
+
+    #[test]
+    fn dropped_files_go_to_the_row_under_them_or_where_their_kind_belongs() {
+        let file = |name: &str, kind| (PathBuf::from(format!("/v/{name}")), kind);
+        let voice = [
+            file("hubert.onnx", Some(FileRole::ContentModel)),
+            file("added.index", Some(FileRole::Index)),
+            file("singer.onnx", Some(FileRole::Synthesizer)),
+        ];
+        // Anywhere: each by its kind.
+        let (placed, note) = place_dropped(None, &voice);
+        let roles: Vec<FileRole> = placed.iter().map(|(role, _)| *role).collect();
+        assert_eq!(roles, [FileRole::ContentModel, FileRole::Index, FileRole::Synthesizer]);
+        assert_eq!(placed[2].1, PathBuf::from("/v/singer.onnx"));
+        assert_eq!(note, None);
+        // Onto a row: the first file goes there whatever it looks like; the loader will say if
+        // it does not fit.
+        let (placed, _) = place_dropped(Some(FileRole::PitchModel), &voice[..1]);
+        assert_eq!(placed, [(FileRole::PitchModel, PathBuf::from("/v/hubert.onnx"))]);
+        // Unrecognised files and a second file for one step are named, not silently dropped.
+        let (placed, note) = place_dropped(
+            None,
+            &[file("take1.wav", None), voice[2].clone(), file("other.onnx", Some(FileRole::Synthesizer))],
+        );
+        assert_eq!(placed, [(FileRole::Synthesizer, PathBuf::from("/v/singer.onnx"))]);
+        let note = note.unwrap();
+        assert!(note.contains("take1.wav") && note.contains("drop it onto its row"), "{note}");
+        assert!(note.contains("left out other.onnx"), "{note}");
+        // An unrecognised file dropped onto a row is used there.
+        let (placed, note) = place_dropped(Some(FileRole::Index), &[file("voice.bin", None)]);
+        assert_eq!(placed, [(FileRole::Index, PathBuf::from("/v/voice.bin"))]);
+        assert_eq!(note, None);
+    }
+
+    #[test]
+    fn the_drag_hint_names_the_row_under_the_pointer() {
+        assert_eq!(drag_hint(Some(FileRole::Synthesizer)), "Drop to use it as the synthesizer");
+        assert!(drag_hint(None).contains("onto a row"));
     }
 }
