@@ -18,10 +18,11 @@ fn synth() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/synth-tiny-wokada-f16-256.onnx")
 }
 
-/// The editor open in an X11 window (Xvfb) while the audio thread runs under the allocation
-/// guard with a model and a synthesizer loaded, a state round trip with it open, then opened and
-/// closed many times: its window really appears and goes, and no thread or memory is left
-/// behind. Runs in a child process that has the virtual display.
+/// The editor open in an X11 window (Xvfb) — and drawing — while the audio thread runs under
+/// the allocation guard with a model and a synthesizer loaded, a state round trip with it open,
+/// then opened and closed many times: its window really appears and goes, and no thread or
+/// memory is left behind; then embedded in a host's window and given files by drag and drop.
+/// Runs in a child process that has the virtual display.
 #[test]
 fn with_the_editor_open_the_audio_thread_still_allocates_nothing_and_reopening_leaks_nothing() {
     if let Ok(display) = std::env::var("RVC_STAGE_EDITOR_CHILD") {
@@ -58,6 +59,8 @@ fn render_with_editor(display: &str) {
     let (width, height) = plugin.open_gui(root).unwrap();
     assert!(width >= 560 && height >= 420, "editor size {width}×{height}");
     wait_until("the editor's window appears", || editors() == 1);
+    let picture = common::scratch("editor-drawn").join("editor.png");
+    wait_until("the editor draws", || common::xvfb::window_drawn(display, "RVC Stage", &picture));
 
     let input = vec![noise(9, 96_000, 0.5); 2];
     let mut sizes = common::random_sizes(23, 2048);
@@ -92,6 +95,73 @@ fn render_with_editor(display: &str) {
         "editor reopened 15 times: {grown_kb} kB kept, {kept_files} files (X connections) kept, threads {threads}"
     );
     assert!(kept_files <= 2, "15 openings kept {kept_files} open files");
+    drop_files_onto_the_editor_in_a_host_window(&mut plugin, display);
+}
+
+/// The editor in a host's window that is already on screen (baseview alone never draws there;
+/// the editor wakes it), and files dragged onto it from a file manager (an XDND source,
+/// `tests/common/xdnd.rs`): dropped anywhere but a file's row, each goes to the row its
+/// contents say it belongs to and one that is no voice file is left out; dropped onto a row
+/// (found by reading the picture), the file goes to that row even where its contents say
+/// otherwise. What went where is read back from the plugin state.
+fn drop_files_onto_the_editor_in_a_host_window(plugin: &mut Plugin, display: &str) {
+    use common::ocr::{voice_rows, FileRow, Page};
+    use common::xdnd::{drop_files, Outcome};
+    use common::xvfb::{window_drawn, window_named, HostWindow};
+    let taken = Outcome { accepted_over: true, finished: true };
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    let dir = common::scratch("editor-drops");
+    let index = dir.join("my voice.index");
+    std::fs::write(&index, b"not really an index").unwrap();
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, b"take 3 was best").unwrap();
+    let (rmvpe, synth) = (models.join("rmvpe-tiny-wokada.onnx"), models.join("synth-tiny-wokada-768.onnx"));
+
+    let host = HostWindow::open(display, (900, 850));
+    let (width, height) = plugin.open_gui(u64::from(host.id)).unwrap();
+    let png = dir.join("editor.png");
+    wait_until("the editor draws in the host's window", || window_drawn(display, "RVC Stage", &png));
+    let window = window_named(display, "RVC Stage").unwrap();
+    let on_screen = |(x, y): (i32, i32)| (window.x + x, window.y + y);
+
+    let corner = (width as i32 - 15, height as i32 - 15);
+    assert_eq!(drop_files(display, on_screen(corner), &[&rmvpe, &synth, &index, &notes], || {}), taken);
+    for (key, path) in [("pitch-model-path", &rmvpe), ("synth-path", &synth), ("index-path", &index)] {
+        wait_for_persisted(plugin, key, path);
+    }
+    assert_eq!(persisted_path(plugin, "hubert-path"), Some(models.join("hubert-tiny-256.onnx")));
+
+    // The content model dropped onto the pitch model's row goes there (found once the window
+    // shows what was dropped: the failed index's reason moves the rows below it).
+    wait_until("the editor shows the dropped files", || {
+        window_drawn(display, "RVC Stage", &png) && !Page::read(&png).find("rmvpe-tiny-wokada.onnx").is_empty()
+    });
+    let (_, pitch_row) = voice_rows(&png).into_iter().find(|(row, _)| *row == FileRow::Pitch).unwrap();
+    let hubert = models.join("hubert-tiny-768.onnx");
+    assert_eq!(drop_files(display, on_screen(pitch_row), &[&hubert], || {}), taken);
+    wait_for_persisted(plugin, "pitch-model-path", &hubert);
+    assert_eq!(persisted_path(plugin, "hubert-path"), Some(models.join("hubert-tiny-256.onnx")));
+    plugin.close_gui().unwrap();
+}
+
+/// A file path the plugin state holds (a persisted field is stored as its own JSON text).
+fn persisted_path(plugin: &mut Plugin, key: &str) -> Option<std::path::PathBuf> {
+    let state = plugin.save_state().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&state[8..]).unwrap();
+    let text = json["fields"][key].as_str().unwrap_or_else(|| panic!("no {key} in the state"));
+    serde_json::from_str::<Option<String>>(text).unwrap().map(Into::into)
+}
+
+fn wait_for_persisted(plugin: &mut Plugin, key: &str, path: &std::path::Path) {
+    let started = std::time::Instant::now();
+    loop {
+        let now = persisted_path(plugin, key);
+        if now.as_deref() == Some(path) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{key} is {now:?}, not {}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Open file descriptors of this process (X connections among them).

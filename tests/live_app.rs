@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::ocr::{read_text, reads_like, Page};
+use common::ocr::{read_text, reads_like, voice_rows, FileRow, Page};
 use common::xdnd::{drop_files, Outcome};
 use common::xvfb::{window_named, Xvfb};
 
@@ -225,43 +225,6 @@ fn files_dropped_onto_the_window_go_to_their_rows() {
     assert_in_row(&page, &rows, FileRow::Pitch, "hubert-tiny-768.onnx");
     assert_eq!(page.find("hubert-tiny-768.onnx").len(), 1, "in one row only");
     interrupt_cleanly(app);
-}
-
-/// The Voice section's rows, by the words of their names.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum FileRow {
-    Content,
-    Index,
-    Pitch,
-    Synthesizer,
-}
-
-impl FileRow {
-    const ALL: [FileRow; 4] = [FileRow::Content, FileRow::Index, FileRow::Pitch, FileRow::Synthesizer];
-
-    fn name(self) -> &'static str {
-        match self {
-            FileRow::Content => "Content model",
-            FileRow::Index => "Index",
-            FileRow::Pitch => "Pitch model",
-            FileRow::Synthesizer => "Synthesizer",
-        }
-    }
-}
-
-/// The width of the Voice section's first column (light and row name) at the default size.
-const ROW_NAMES_WIDTH: i32 = 124;
-
-/// The Voice section's rows in `png`: where each row's name is, read in the picture's first
-/// column alone (beside the file names, Tesseract misreads them), above the Controls heading.
-fn voice_rows(png: &Path) -> Vec<(FileRow, (i32, i32))> {
-    let names = Page::read_strip(png, 0, ROW_NAMES_WIDTH);
-    let controls = names.find("Controls").first().map_or(i32::MAX, |(_, y)| *y);
-    let row = |row: FileRow| {
-        let found = names.find(row.name()).into_iter().find(|(_, y)| *y < controls);
-        (row, found.unwrap_or_else(|| panic!("{row:?} not read in {}", png.display())))
-    };
-    FileRow::ALL.map(row).to_vec()
 }
 
 /// Checks the file name `value` is read in `row` (`page` and `rows` read from one picture). A

@@ -2,7 +2,7 @@
 //! `egui-file-dialog` 0.15 supports, so files are browsed in a dialog egui draws itself and no
 //! GUI toolkit is loaded into the host): the **Voice** section (one row per file: what it is,
 //! loading / ready / failed and why, browse, recent files, files dropped onto the window —
-//! [`file_drop`]), every **control** with its unit and a tooltip, and the **live status** the
+//! [`x11`]), every **control** with its unit and a tooltip, and the **live status** the
 //! worker and the audio thread publish (latency, time per step against the block, real-time
 //! factor, under-runs with advice, levels, pitch).
 //!
@@ -10,9 +10,9 @@
 //! asks the slots to load files (their loader threads read them), and never touches the audio
 //! thread. The window's size is part of the plugin state.
 
-pub mod file_drop;
 pub mod recent;
 pub mod view;
+pub mod x11;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,9 +34,9 @@ use crate::engine::slot::SlotStatus;
 use crate::engine::EngineStats;
 use crate::engine::{samples_for_ms, LatencyPlan};
 use crate::voice::{StepStatus, VoiceStatus};
-use file_drop::DropTarget;
 use recent::RecentFiles;
 use view::{FileRole, Light};
+use x11::WindowHelper;
 
 use super::RvcStageParams;
 
@@ -118,16 +118,17 @@ pub struct RvcEditor {
     running: Arc<Running>,
     /// Asks the open window for a redraw from any thread.
     repaint: RepaintNotifier,
-    /// Takes files dropped onto the window: made when the window first opens (X11 only).
-    drop_target: std::sync::OnceLock<Option<Arc<DropTarget>>>,
+    /// Takes files dropped onto the window and wakes a window that never drew: made when the
+    /// window first opens (X11 only).
+    x11: std::sync::OnceLock<Option<Arc<WindowHelper>>>,
     /// The editor of the open window, for its size in native pixels.
     open: Mutex<Option<nice_plug_egui::EguiEditor<EditorApp>>>,
 }
 
 impl RvcEditor {
     pub fn new(params: Arc<RvcStageParams>, running: Arc<Running>) -> Self {
-        let (repaint, drop_target) = (RepaintNotifier::new(), std::sync::OnceLock::new());
-        RvcEditor { params, running, repaint, drop_target, open: Mutex::new(None) }
+        let (repaint, x11) = (RepaintNotifier::new(), std::sync::OnceLock::new());
+        RvcEditor { params, running, repaint, x11, open: Mutex::new(None) }
     }
 
     fn settings() -> EguiNiceSettings {
@@ -152,8 +153,8 @@ impl Editor for RvcEditor {
     ) -> Result<SpawnedEditor<Self::Handle>, Box<dyn std::error::Error>> {
         let (width, height) = self.params.editor_size.get();
         let state = EguiEditorState::from_size(LogicalSize::new(f64::from(width), f64::from(height)), 1.0);
-        let drops = self.drop_target.get_or_init(|| DropTarget::start(self.repaint.clone()).map(Arc::new)).clone();
-        let app = EditorApp::new(self.params.clone(), self.running.clone(), drops);
+        let x11 = self.x11.get_or_init(|| WindowHelper::start(self.repaint.clone()).map(Arc::new)).clone();
+        let app = EditorApp::new(self.params.clone(), self.running.clone(), x11);
         let editor = create_egui_editor(state, self.repaint.clone(), Self::settings(), app)
             .ok_or("nice-plug-egui made no editor")?;
         let spawned = editor.spawn(parent, wait_for_parent, fallback_scale_factor, gui_context, host)?;
@@ -192,14 +193,14 @@ pub struct EditorApp {
     levels_at: Instant,
     /// The latency a Block Size value would give, cached by value.
     block_latency: Option<(i32, f64)>,
-    /// Files dropped onto the window (none where the window system is not X11).
-    drops: Option<Arc<DropTarget>>,
+    /// Dropped files and the first frame (none where the window system is not X11).
+    x11: Option<Arc<WindowHelper>>,
     /// What the last drop could not place, until the next drop.
     drop_note: Option<String>,
 }
 
 impl EditorApp {
-    fn new(params: Arc<RvcStageParams>, running: Arc<Running>, drops: Option<Arc<DropTarget>>) -> Self {
+    fn new(params: Arc<RvcStageParams>, running: Arc<Running>, x11: Option<Arc<WindowHelper>>) -> Self {
         EditorApp {
             params,
             running,
@@ -209,7 +210,7 @@ impl EditorApp {
             levels: (view::METER_FLOOR_DB, view::METER_FLOOR_DB),
             levels_at: Instant::now(),
             block_latency: None,
-            drops,
+            x11,
             drop_note: None,
         }
     }
@@ -264,7 +265,7 @@ impl EditorApp {
 
     fn voice_section(&mut self, ui: &mut Ui, steps: &[StepStatus]) {
         heading(ui, "Voice");
-        let hovering = self.drops.as_ref().and_then(|drops| drops.hovering()).map(|at| window_point(ui, at));
+        let hovering = self.x11.as_ref().and_then(|x11| x11.hovering()).map(|at| window_point(ui, at));
         let mut chosen = None;
         let mut rows = Vec::with_capacity(FileRole::ALL.len());
         egui::Grid::new("voice-files").num_columns(3).spacing([12.0, 6.0]).striped(true).show(ui, |ui| {
@@ -326,7 +327,7 @@ impl EditorApp {
     /// While files are dragged over the window: the row under them outlined and what a drop
     /// there does. Dropped files: onto their row, or where their kind belongs.
     fn take_drops(&mut self, ui: &mut Ui, rows: &[(FileRole, egui::Rect)], hovering: Option<egui::Pos2>) {
-        let Some(drops) = self.drops.clone() else { return };
+        let Some(x11) = self.x11.clone() else { return };
         let row_at = |at: egui::Pos2| rows.iter().find(|(_, rect)| rect.expand(3.0).contains(at));
         if let Some(at) = hovering {
             let over = row_at(at);
@@ -336,13 +337,15 @@ impl EditorApp {
             }
             ui.label(RichText::new(view::drag_hint(over.map(|(role, _)| *role))).strong());
         }
-        for dropped in drops.take() {
+        for dropped in x11.take_drops() {
             let on = row_at(window_point(ui, dropped.at)).map(|(role, _)| *role);
             let (placed, note) = view::place_dropped(on, &dropped.files);
             for (role, path) in placed {
                 self.params.choose_file(role, Some(path));
             }
             self.drop_note = note;
+            // The rows above were drawn before the drop: show its files now, not at the next refresh.
+            ui.ctx().request_repaint();
         }
         if let Some(note) = &self.drop_note {
             ui.label(RichText::new(note).color(WARNING));
@@ -490,15 +493,18 @@ impl NiceEguiApp for EditorApp {
     ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
         egui_ctx.set_visuals(egui::Visuals::dark());
         self.gui = Some(gui);
-        match (&self.drops, x11_window(frame)) {
-            (Some(drops), Some(window)) => drops.attach(window),
-            _ => self.drops = None,
+        match (&self.x11, x11_window(frame)) {
+            (Some(x11), Some(window)) => x11.attach(window),
+            _ => self.x11 = None,
         }
         super::live::close_window_on_sigint();
         Ok(())
     }
 
     fn ui(&mut self, ui: &mut Ui, _frame: &mut nice_plug_egui::Frame) {
+        if let Some(x11) = &self.x11 {
+            x11.frame_drawn();
+        }
         let ctx = ui.ctx().clone();
         if QUIT.load(Ordering::Relaxed) {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);

@@ -147,3 +147,40 @@ fn centre(words: &[Word]) -> (i32, i32) {
     let bottom = words.iter().map(|w| w.bottom).max().unwrap_or(0);
     ((left + right) / 2 / ENLARGE, (top + bottom) / 2 / ENLARGE)
 }
+
+/// The Voice section's rows, by the words of their names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FileRow {
+    Content,
+    Index,
+    Pitch,
+    Synthesizer,
+}
+
+impl FileRow {
+    pub const ALL: [FileRow; 4] = [FileRow::Content, FileRow::Index, FileRow::Pitch, FileRow::Synthesizer];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FileRow::Content => "Content model",
+            FileRow::Index => "Index",
+            FileRow::Pitch => "Pitch model",
+            FileRow::Synthesizer => "Synthesizer",
+        }
+    }
+}
+
+/// The width of the Voice section's first column (light and row name) at the default size.
+const ROW_NAMES_WIDTH: i32 = 124;
+
+/// The Voice section's rows in `png`: where each row's name is, read in the picture's first
+/// column alone (beside the file names, Tesseract misreads them), above the Controls heading.
+pub fn voice_rows(png: &Path) -> Vec<(FileRow, (i32, i32))> {
+    let names = Page::read_strip(png, 0, ROW_NAMES_WIDTH);
+    let controls = names.find("Controls").first().map_or(i32::MAX, |(_, y)| *y);
+    let row = |row: FileRow| {
+        let found = names.find(row.name()).into_iter().find(|(_, y)| *y < controls);
+        (row, found.unwrap_or_else(|| panic!("{row:?} not read in {}", png.display())))
+    };
+    FileRow::ALL.map(row).to_vec()
+}

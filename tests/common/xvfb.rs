@@ -98,3 +98,47 @@ impl Drop for Xvfb {
         let _ = self.server.wait();
     }
 }
+
+/// A host's window for the editor to be embedded in, as a DAW's plugin window is: a top-level
+/// window already on screen (the case in which baseview alone never draws). Closed on drop.
+pub struct HostWindow {
+    pub id: u32,
+    conn: x11rb::rust_connection::RustConnection,
+}
+
+impl HostWindow {
+    pub fn open(display: &str, (width, height): (u16, u16)) -> Self {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::{ConnectionExt, CreateWindowAux, WindowClass};
+        let (conn, screen) = x11rb::connect(Some(display)).expect("X connection");
+        let root = conn.setup().roots[screen].root;
+        let id = conn.generate_id().unwrap();
+        let (class, attributes) = (WindowClass::INPUT_OUTPUT, CreateWindowAux::new());
+        conn.create_window(0, id, root, 0, 0, width, height, 0, class, 0, &attributes).unwrap();
+        conn.map_window(id).unwrap();
+        // A round trip: mapped before the editor is put into it.
+        conn.get_input_focus().unwrap().reply().unwrap();
+        HostWindow { id, conn }
+    }
+}
+
+impl Drop for HostWindow {
+    fn drop(&mut self) {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::ConnectionExt;
+        let _ = self.conn.destroy_window(self.id);
+        let _ = self.conn.flush();
+    }
+}
+
+/// Whether the window called `title` shows anything: its picture's mean brightness (an
+/// undrawn window is black; the editor's dark theme is not).
+pub fn window_drawn(display: &str, title: &str, png: &Path) -> bool {
+    if !screenshot(display, title, png) {
+        return false;
+    }
+    let output =
+        Command::new("convert").arg(png).args(["-colorspace", "Gray", "-format", "%[fx:mean]", "info:"]).output();
+    let mean = output.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok());
+    mean.is_some_and(|mean| mean > 0.03)
+}
