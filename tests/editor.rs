@@ -96,6 +96,35 @@ fn render_with_editor(display: &str) {
     );
     assert!(kept_files <= 2, "15 openings kept {kept_files} open files");
     drop_files_onto_the_editor_in_a_host_window(&mut plugin, display);
+    the_editor_follows_the_desktop_scale(&mut plugin, display, (width, height));
+}
+
+/// On a desktop set to twice the usual resolution (`Xft.dpi: 192`, as GNOME and KDE set it),
+/// the editor opens at twice the pixels it had at 1× — what it tells the host and the window it
+/// makes — and draws.
+fn the_editor_follows_the_desktop_scale(plugin: &mut Plugin, display: &str, at_1x: (u32, u32)) {
+    use common::xvfb::{set_desktop_dpi, window_drawn, window_named, HostWindow};
+    set_desktop_dpi(display, 192);
+    let host = HostWindow::open(display, (1700, 1700));
+    let (width, height) = plugin.open_gui(u64::from(host.id)).unwrap();
+    let png = common::scratch("editor-scaled").join("editor.png");
+    wait_until("the editor draws at 2×", || window_drawn(display, "RVC Stage", &png));
+    let window = window_named(display, "RVC Stage").unwrap();
+    let doubled = (at_1x.0 * 2, at_1x.1 * 2);
+    // Told when the host asks for the size (before the window exists), or asked for once the
+    // window knows its scale: either way the host's window ends up fitting it.
+    for _ in 0..50 {
+        plugin.pump_callbacks();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = plugin.requested_gui_size();
+    assert!(
+        (width, height) == doubled || asked == Some(doubled),
+        "the host was told {width}×{height} and asked for {asked:?}; the editor is {doubled:?} at 2× (at 1×: {at_1x:?})"
+    );
+    assert_eq!((window.width as u32, window.height as u32), doubled, "the window's size at 2×");
+    plugin.close_gui().unwrap();
+    set_desktop_dpi(display, 96);
 }
 
 /// The editor in a host's window that is already on screen (baseview alone never draws there;

@@ -103,6 +103,26 @@ impl<'a> PersistentField<'a, (u32, u32)> for EditorSize {
     }
 }
 
+/// A window's scale (pixels per point), shared between the GUI thread and the host's.
+#[derive(Debug)]
+pub struct Scale(std::sync::atomic::AtomicU64);
+
+impl Default for Scale {
+    fn default() -> Self {
+        Scale(std::sync::atomic::AtomicU64::new(1.0f64.to_bits()))
+    }
+}
+
+impl Scale {
+    fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, scale: f64) {
+        self.0.store(scale.to_bits(), Ordering::Relaxed);
+    }
+}
+
 /// Set by the live app when it should close its window (SIGINT).
 static QUIT: AtomicBool = AtomicBool::new(false);
 
@@ -121,14 +141,16 @@ pub struct RvcEditor {
     /// Takes files dropped onto the window and wakes a window that never drew: made when the
     /// window first opens (X11 only).
     x11: std::sync::OnceLock<Option<Arc<WindowHelper>>>,
-    /// The editor of the open window, for its size in native pixels.
-    open: Mutex<Option<nice_plug_egui::EguiEditor<EditorApp>>>,
+    /// The window's scale (pixels per point): what the open window reported, or before it
+    /// exists, what baseview will give it. Hosts ask for the size in pixels before the window
+    /// exists, and nice-plug-egui would answer at 1× (its window never asks them to resize).
+    scale: Arc<Scale>,
 }
 
 impl RvcEditor {
     pub fn new(params: Arc<RvcStageParams>, running: Arc<Running>) -> Self {
         let (repaint, x11) = (RepaintNotifier::new(), std::sync::OnceLock::new());
-        RvcEditor { params, running, repaint, x11, open: Mutex::new(None) }
+        RvcEditor { params, running, repaint, x11, scale: Arc::default() }
     }
 
     fn settings() -> EguiNiceSettings {
@@ -154,20 +176,19 @@ impl Editor for RvcEditor {
         let (width, height) = self.params.editor_size.get();
         let state = EguiEditorState::from_size(LogicalSize::new(f64::from(width), f64::from(height)), 1.0);
         let x11 = self.x11.get_or_init(|| WindowHelper::start(self.repaint.clone()).map(Arc::new)).clone();
-        let app = EditorApp::new(self.params.clone(), self.running.clone(), x11);
+        // As baseview on X11: the desktop's scale, else the host's, else 1.
+        let desktop = x11.as_ref().and_then(|x11| x11.desktop_scale());
+        self.scale.set(desktop.or(fallback_scale_factor).unwrap_or(1.0));
+        let embedded = parent.is_some() || wait_for_parent;
+        let app = EditorApp::new(self.params.clone(), self.running.clone(), x11, embedded, self.scale.clone());
         let editor = create_egui_editor(state, self.repaint.clone(), Self::settings(), app)
             .ok_or("nice-plug-egui made no editor")?;
-        let spawned = editor.spawn(parent, wait_for_parent, fallback_scale_factor, gui_context, host)?;
-        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = Some(editor);
-        Ok(spawned)
+        editor.spawn(parent, wait_for_parent, fallback_scale_factor, gui_context, host)
     }
 
     fn size(&self) -> NativeSize<u32> {
-        if let Some(editor) = &*self.open.lock().unwrap_or_else(|e| e.into_inner()) {
-            return editor.size();
-        }
         let (width, height) = self.params.editor_size.get();
-        NativeSize::from_size(Size::Logical(LogicalSize::new(f64::from(width), f64::from(height))), 1.0)
+        NativeSize::from_size(Size::Logical(LogicalSize::new(f64::from(width), f64::from(height))), self.scale.get())
     }
 
     fn resize_hint(&self) -> ResizeHint {
@@ -195,12 +216,22 @@ pub struct EditorApp {
     block_latency: Option<(i32, f64)>,
     /// Dropped files and the first frame (none where the window system is not X11).
     x11: Option<Arc<WindowHelper>>,
+    /// Whether the window is put into a host's (a plugin's) rather than one of its own.
+    embedded: bool,
+    /// Where the window's scale is kept for [`RvcEditor::size`].
+    scale: Arc<Scale>,
     /// What the last drop could not place, until the next drop.
     drop_note: Option<String>,
 }
 
 impl EditorApp {
-    fn new(params: Arc<RvcStageParams>, running: Arc<Running>, x11: Option<Arc<WindowHelper>>) -> Self {
+    fn new(
+        params: Arc<RvcStageParams>,
+        running: Arc<Running>,
+        x11: Option<Arc<WindowHelper>>,
+        embedded: bool,
+        scale: Arc<Scale>,
+    ) -> Self {
         EditorApp {
             params,
             running,
@@ -211,6 +242,8 @@ impl EditorApp {
             levels_at: Instant::now(),
             block_latency: None,
             x11,
+            embedded,
+            scale,
             drop_note: None,
         }
     }
@@ -494,7 +527,7 @@ impl NiceEguiApp for EditorApp {
         egui_ctx.set_visuals(egui::Visuals::dark());
         self.gui = Some(gui);
         match (&self.x11, x11_window(frame)) {
-            (Some(x11), Some(window)) => x11.attach(window),
+            (Some(x11), Some(window)) => x11.attach(window, self.embedded),
             _ => self.x11 = None,
         }
         super::live::close_window_on_sigint();
@@ -520,6 +553,7 @@ impl NiceEguiApp for EditorApp {
     }
 
     fn resized(&mut self, size: nice_plug_egui::baseview::WindowSize) {
+        self.scale.set(size.scale_factor);
         self.params.editor_size.set((size.logical.width.round() as u32, size.logical.height.round() as u32));
     }
 }

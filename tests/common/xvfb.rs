@@ -20,7 +20,7 @@ impl Xvfb {
         let number = 200 + (std::process::id() % 400) * 4 + offset;
         let display = format!(":{number}");
         let server = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1000x900x24", "-nolisten", "tcp", "-noreset"])
+            .args([&display, "-screen", "0", "1700x1700x24", "-nolisten", "tcp", "-noreset"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -55,11 +55,13 @@ pub fn screenshot(display: &str, title: &str, path: &Path) -> bool {
         .success()
 }
 
-/// A window as `xwininfo` gives it: its id and where it is on the screen.
+/// A window as `xwininfo` gives it: its id, where it is on the screen and its size in pixels.
 pub struct WindowPlace {
     pub id: String,
     pub x: i32,
     pub y: i32,
+    pub width: i32,
+    pub height: i32,
 }
 
 /// The first window of `display` called `title` (at any depth).
@@ -69,7 +71,13 @@ pub fn window_named(display: &str, title: &str) -> Option<WindowPlace> {
     let id = listing.lines().find(|line| line.contains(&quoted))?.split_whitespace().next()?.to_string();
     let info = xwininfo(display, &["-id", &id]);
     let field = |name: &str| -> Option<i32> { info.split(name).nth(1)?.split_whitespace().next()?.parse().ok() };
-    Some(WindowPlace { x: field("Absolute upper-left X:")?, y: field("Absolute upper-left Y:")?, id })
+    Some(WindowPlace {
+        x: field("Absolute upper-left X:")?,
+        y: field("Absolute upper-left Y:")?,
+        width: field("Width:")?,
+        height: field("Height:")?,
+        id,
+    })
 }
 
 /// The id of `display`'s root window, which stands in for a host's window in embedding tests.
@@ -141,4 +149,18 @@ pub fn window_drawn(display: &str, title: &str, png: &Path) -> bool {
         Command::new("convert").arg(png).args(["-colorspace", "Gray", "-format", "%[fx:mean]", "info:"]).output();
     let mean = output.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok());
     mean.is_some_and(|mean| mean > 0.03)
+}
+
+/// Sets the desktop's font resolution (`Xft.dpi`, as `xrdb` does: the root window's
+/// `RESOURCE_MANAGER` property), which X11 programs take their scale from (96 is 1×).
+pub fn set_desktop_dpi(display: &str, dpi: u32) {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{AtomEnum, ConnectionExt, PropMode};
+    use x11rb::wrapper::ConnectionExt as _;
+    let (conn, screen) = x11rb::connect(Some(display)).expect("X connection");
+    let root = conn.setup().roots[screen].root;
+    let resources = format!("Xft.dpi:\t{dpi}\n");
+    let property = AtomEnum::RESOURCE_MANAGER;
+    conn.change_property8(PropMode::REPLACE, root, property, AtomEnum::STRING, resources.as_bytes()).unwrap();
+    conn.get_input_focus().unwrap().reply().unwrap();
 }

@@ -140,6 +140,11 @@ impl Plugin {
         Ok((size.width, size.height))
     }
 
+    /// The editor size the plugin last asked the host for, if it asked.
+    pub fn requested_gui_size(&mut self) -> Option<(u32, u32)> {
+        self.instance.access_shared_handler(|s| *s.requested_gui_size.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Hides and destroys the editor.
     pub fn close_gui(&mut self) -> Result<()> {
         let gui = self.extension(|s| &s.gui, "gui")?;
@@ -265,7 +270,9 @@ impl Plugin {
         Ok(Render { output, latency })
     }
 
-    fn pump_callbacks(&mut self) {
+    /// Runs the main-thread callback the plugin asked for (`request_callback`), if it did, as
+    /// a host's event loop does.
+    pub fn pump_callbacks(&mut self) {
         if self.instance.access_shared_handler(|s| s.callback_requested.swap(false, Ordering::AcqRel)) {
             self.instance.call_on_main_thread_callback();
         }
@@ -383,6 +390,8 @@ struct Shared {
     gui: OnceLock<Option<PluginGui>>,
     render: OnceLock<Option<PluginRender>>,
     ports_config: OnceLock<Option<PluginAudioPortsConfig>>,
+    /// The editor size the plugin last asked for (`gui.request_resize`).
+    requested_gui_size: std::sync::Mutex<Option<(u32, u32)>>,
 }
 
 impl Shared {
@@ -396,6 +405,7 @@ impl Shared {
             gui: OnceLock::new(),
             render: OnceLock::new(),
             ports_config: OnceLock::new(),
+            requested_gui_size: std::sync::Mutex::new(None),
         }
     }
 }
@@ -428,8 +438,10 @@ impl HostThreadCheckImpl for Shared {
 /// A host window that keeps the editor's size and never hides it on request.
 impl HostGuiImpl for Shared {
     fn resize_hints_changed(&self) {}
-    fn request_resize(&self, _new_size: GuiSize) -> Result<(), HostError> {
-        Err(HostError::Message("this host does not resize editors"))
+    /// Noted, not done: the tests look at what was asked for.
+    fn request_resize(&self, new_size: GuiSize) -> Result<(), HostError> {
+        *self.requested_gui_size.lock().unwrap_or_else(|e| e.into_inner()) = Some((new_size.width, new_size.height));
+        Ok(())
     }
     fn request_show(&self) -> Result<(), HostError> {
         Ok(())

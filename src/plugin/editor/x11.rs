@@ -68,7 +68,7 @@ struct Shared {
     drops: Mutex<file_drop::Drops>,
     /// The editor window open now (0: none yet).
     window: AtomicU32,
-    /// Counts the windows attached, so the thread sees a new one.
+    /// Counts the embedded windows attached, so the thread sees a new one to watch.
     openings: AtomicU64,
     /// Frames the open window has drawn.
     frames: AtomicU64,
@@ -128,16 +128,28 @@ impl WindowHelper {
     }
 
     /// Takes on the editor's new X11 window `window` (GUI thread, as it opens): drops onto it,
-    /// and its first frame. Sends only, so the thread alone reads the connection.
-    pub fn attach(&self, window: u32) {
+    /// and, if it is `embedded` in a host's window, its first frame (a window of its own, the
+    /// live app's, is not affected, and a window manager would take unmapping it as closing
+    /// it). Sends only, so the thread alone reads the connection.
+    pub fn attach(&self, window: u32, embedded: bool) {
         *self.shared.drops() = file_drop::Drops::default();
         self.shared.frames.store(0, Ordering::Relaxed);
         self.shared.window.store(window, Ordering::Release);
-        self.shared.openings.fetch_add(1, Ordering::Release);
+        if embedded {
+            self.shared.openings.fetch_add(1, Ordering::Release);
+        }
         let marked = mark_as_drop_target(&self.conn, &self.atoms, window, self.proxy).and_then(|_| self.conn.flush());
         if let Err(error) = marked {
             tracing::warn!("RVC Stage's window cannot take dropped files: {error}");
         }
+    }
+
+    /// The desktop's scale as baseview will apply it to a new window: `Xft.dpi` / 96, if the
+    /// desktop sets it (main thread; one round trip).
+    pub fn desktop_scale(&self) -> Option<f64> {
+        let resources = x11rb::resource_manager::new_from_default(&*self.conn).ok()?;
+        let dpi = resources.get_value::<u32>("Xft.dpi", "").ok()??;
+        Some(f64::from(dpi) / 96.0)
     }
 
     /// The editor drew a frame (GUI thread).
@@ -227,6 +239,10 @@ impl<'a> Helper<'a> {
                 self.settle(handled)?;
             }
             let woken = self.wake_first_frame();
+            if woken.is_err() {
+                // The window went before it drew (closed at once): nothing left to wake.
+                self.first_frame = None;
+            }
             self.settle(woken.map(|()| false))?;
             // Bounded: another thread's request may have read our next event off the socket.
             let timeout = if self.first_frame.is_some() { 100 } else { 1000 };
