@@ -153,9 +153,7 @@ pub fn generated(script: &str) -> &'static std::path::Path {
     static DIRS: OnceLock<Mutex<HashMap<String, &'static std::path::Path>>> = OnceLock::new();
     let mut dirs = DIRS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     dirs.entry(script.to_string()).or_insert_with(|| {
-        let stem = script.trim_end_matches(".py");
-        let dir = std::env::temp_dir().join(format!("rvc-stage-{stem}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch(script.trim_end_matches(".py"));
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(script);
         let status = std::process::Command::new(reference_python())
             .arg(path)
@@ -168,11 +166,28 @@ pub fn generated(script: &str) -> &'static std::path::Path {
     })
 }
 
-/// A fresh scratch directory for one test, unique to this process.
+/// A fresh scratch directory for one test, unique to this process. The first call removes
+/// those of test processes that have ended, so repeated runs do not fill the disk.
 pub fn scratch(name: &str) -> std::path::PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_ended_processes_dirs);
     let dir = std::env::temp_dir().join(format!("rvc-stage-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes `rvc-stage-*-<pid>` directories whose process is gone.
+fn remove_ended_processes_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix("rvc-stage-").and_then(|rest| rest.rsplit('-').next()?.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 /// Runs the `rvc-stage` command line built for this test run; returns whether it succeeded and
