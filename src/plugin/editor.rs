@@ -103,26 +103,6 @@ impl<'a> PersistentField<'a, (u32, u32)> for EditorSize {
     }
 }
 
-/// A window's scale (pixels per point), shared between the GUI thread and the host's.
-#[derive(Debug)]
-pub struct Scale(std::sync::atomic::AtomicU64);
-
-impl Default for Scale {
-    fn default() -> Self {
-        Scale(std::sync::atomic::AtomicU64::new(1.0f64.to_bits()))
-    }
-}
-
-impl Scale {
-    fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
-    }
-
-    fn set(&self, scale: f64) {
-        self.0.store(scale.to_bits(), Ordering::Relaxed);
-    }
-}
-
 /// Set by the live app when it should close its window (SIGINT).
 static QUIT: AtomicBool = AtomicBool::new(false);
 
@@ -144,13 +124,13 @@ pub struct RvcEditor {
     /// The window's scale (pixels per point): what the open window reported, or before it
     /// exists, what baseview will give it. Hosts ask for the size in pixels before the window
     /// exists, and nice-plug-egui would answer at 1× (its window never asks them to resize).
-    scale: Arc<Scale>,
+    scale: Arc<AtomicF32>,
 }
 
 impl RvcEditor {
     pub fn new(params: Arc<RvcStageParams>, running: Arc<Running>) -> Self {
         let (repaint, x11) = (RepaintNotifier::new(), std::sync::OnceLock::new());
-        RvcEditor { params, running, repaint, x11, scale: Arc::default() }
+        RvcEditor { params, running, repaint, x11, scale: Arc::new(AtomicF32::new(1.0)) }
     }
 
     fn settings() -> EguiNiceSettings {
@@ -178,7 +158,7 @@ impl Editor for RvcEditor {
         let x11 = self.x11.get_or_init(|| WindowHelper::start(self.repaint.clone()).map(Arc::new)).clone();
         // As baseview on X11: the desktop's scale, else the host's, else 1.
         let desktop = x11.as_ref().and_then(|x11| x11.desktop_scale());
-        self.scale.set(desktop.or(fallback_scale_factor).unwrap_or(1.0));
+        self.scale.store(desktop.or(fallback_scale_factor).unwrap_or(1.0) as f32, Ordering::Relaxed);
         let embedded = parent.is_some() || wait_for_parent;
         let app = EditorApp::new(self.params.clone(), self.running.clone(), x11, embedded, self.scale.clone());
         let editor = create_egui_editor(state, self.repaint.clone(), Self::settings(), app)
@@ -188,7 +168,8 @@ impl Editor for RvcEditor {
 
     fn size(&self) -> NativeSize<u32> {
         let (width, height) = self.params.editor_size.get();
-        NativeSize::from_size(Size::Logical(LogicalSize::new(f64::from(width), f64::from(height))), self.scale.get())
+        let scale = f64::from(self.scale.load(Ordering::Relaxed));
+        NativeSize::from_size(Size::Logical(LogicalSize::new(f64::from(width), f64::from(height))), scale)
     }
 
     fn resize_hint(&self) -> ResizeHint {
@@ -219,7 +200,7 @@ pub struct EditorApp {
     /// Whether the window is put into a host's (a plugin's) rather than one of its own.
     embedded: bool,
     /// Where the window's scale is kept for [`RvcEditor::size`].
-    scale: Arc<Scale>,
+    scale: Arc<AtomicF32>,
     /// What the last drop could not place, until the next drop.
     drop_note: Option<String>,
 }
@@ -230,7 +211,7 @@ impl EditorApp {
         running: Arc<Running>,
         x11: Option<Arc<WindowHelper>>,
         embedded: bool,
-        scale: Arc<Scale>,
+        scale: Arc<AtomicF32>,
     ) -> Self {
         EditorApp {
             params,
@@ -553,7 +534,7 @@ impl NiceEguiApp for EditorApp {
     }
 
     fn resized(&mut self, size: nice_plug_egui::baseview::WindowSize) {
-        self.scale.set(size.scale_factor);
+        self.scale.store(size.scale_factor as f32, Ordering::Relaxed);
         self.params.editor_size.set((size.logical.width.round() as u32, size.logical.height.round() as u32));
     }
 }

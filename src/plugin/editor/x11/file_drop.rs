@@ -219,8 +219,15 @@ mod tests {
         }
         // By name alone: an index is read by its own loader, which explains a bad one.
         assert_eq!(guess_role(Path::new("/nowhere/voice.index")), Some(FileRole::Index));
-        // Not a model, or not readable as one.
+        // Not a model, or not readable as one: missing, or cut short as an interrupted
+        // download leaves it.
         assert_eq!(guess_role(&models.join("../make_synth.py")), None);
         assert_eq!(guess_role(Path::new("/nowhere/missing.onnx")), None);
+        let cut = std::env::temp_dir().join(format!("rvc-stage-cut-model-{}.onnx", std::process::id()));
+        let bytes = std::fs::read(models.join("synth-tiny-rvc-768.onnx")).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+        let guessed = guess_role(&cut);
+        std::fs::remove_file(&cut).unwrap();
+        assert_eq!(guessed, None, "a truncated model");
     }
 }
